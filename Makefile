@@ -1,0 +1,36 @@
+# One entry point for newcomers and CI: `make test`, `make demo`, `make bench`, `make lint`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check converter extension tests benchmarks
+	$(BIN)/ruff format --check converter extension tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+# The main job on the embedded default: compile the example notebook.
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/cellpipe compile examples/iris_cellpipe.ipynb -o out/iris_cellpipe.yaml
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_compile.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache .mypy_cache .ruff_cache

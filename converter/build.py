@@ -1,0 +1,543 @@
+"""A notebook becomes a `Pipeline`: cells grouped into steps, parameters, metrics, data flow."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import dataflow, names
+from .model import (
+    CellCode,
+    Diagnostic,
+    GpuRequest,
+    Parameter,
+    ParameterType,
+    Pipeline,
+    Step,
+)
+from .settings import DEFAULT_BASE_IMAGE, read_settings, slug
+from .source import prepare
+from .tags import CellTags, StepLineError, parse_cell_tags, parse_step_line, split_step_line
+
+CELLPIPE_IMAGE_FORMAT = "1"  # bump when what goes into an image changes shape
+
+
+@dataclass
+class CompileOptions:
+    """Explicit choices of the caller (CLI flags, UI dialog); they win over the notebook's."""
+
+    registry: str | None = None
+    base_image: str | None = None
+    gpu_resource: str = "nvidia.com/gpu"
+    gpu_label: str = "nvidia.com/gpu.product"
+    gpu_tolerations: list[dict[str, str]] | None = None  # None: tolerate the GPU resource taint
+
+
+@dataclass
+class _Cell:
+    index: int
+    id: str | None
+    tags: CellTags
+    code: str
+    tree: ast.Module | None
+
+
+@dataclass
+class _Collected:
+    steps: dict[str, Step] = field(default_factory=dict)
+    trees: dict[str, list[tuple[int, ast.Module]]] = field(default_factory=dict)
+    after: dict[str, list[tuple[str, int, str | None]]] = field(default_factory=dict)
+    imports: list[_Cell] = field(default_factory=list)
+    functions: list[_Cell] = field(default_factory=list)
+    parameter_cells: list[_Cell] = field(default_factory=list)
+    metric_cells: list[_Cell] = field(default_factory=list)
+
+
+def build_pipeline(
+    notebook: Mapping[str, Any], path: str, options: CompileOptions | None = None
+) -> Pipeline:
+    """Turn a notebook (nbformat dict) into a Pipeline; problems land in `diagnostics`."""
+    options = options or CompileOptions()
+    settings = read_settings(notebook.get("metadata") or {}, Path(path).stem)
+    pipeline = Pipeline(notebook=path, settings=settings.pipeline)
+    diagnostics = pipeline.diagnostics
+    diagnostics.extend(Diagnostic(m, severity="warning") for m in settings.warnings)
+    diagnostics.extend(Diagnostic(m) for m in settings.errors)
+    cells = _read_cells(notebook.get("cells") or [], options, diagnostics)
+    collected = _group(cells, diagnostics)
+    if not collected.steps:
+        if not pipeline.errors:
+            diagnostics.append(
+                Diagnostic(
+                    "no cell is tagged as a step; tag the first cell of each step step:NAME "
+                    "(or start it with a %%step NAME line)"
+                )
+            )
+        return pipeline
+    pipeline.steps = list(collected.steps.values())
+    _name_tasks(pipeline.steps)
+    _apply_defaults(pipeline, settings.step_default_tags, options, diagnostics)
+    pipeline.prelude = [
+        CellCode(c.index, c.id, c.code) for c in [*collected.imports, *collected.functions]
+    ]
+    pipeline.parameters = _parameters(collected.parameter_cells, diagnostics)
+    _flow(pipeline, collected, diagnostics)
+    _name_images(pipeline, options, diagnostics)
+    return pipeline
+
+
+# --- cells -------------------------------------------------------------------------------------
+
+
+def _read_cells(
+    raw_cells: list[Any], options: CompileOptions, diagnostics: list[Diagnostic]
+) -> list[_Cell]:
+    cells = []
+    for index, cell in enumerate(raw_cells):
+        if cell.get("cell_type") != "code":
+            continue
+        cell_id = cell.get("id")
+        source = cell.get("source") or ""
+        if isinstance(source, list):
+            source = "".join(source)
+        tags = list((cell.get("metadata") or {}).get("tags") or [])
+        step_line, body = split_step_line(source)
+        if step_line is not None:
+            try:
+                tags = [*tags, *parse_step_line(step_line).tags]
+            except StepLineError as exc:
+                diagnostics.append(Diagnostic(str(exc), index, cell_id))
+            source = body
+        parsed = parse_cell_tags(tags, options.gpu_resource)
+        for message in parsed.errors:
+            diagnostics.append(Diagnostic(message, index, cell_id, _first(parsed.step_names)))
+        for message in parsed.warnings:
+            diagnostics.append(
+                Diagnostic(message, index, cell_id, _first(parsed.step_names), "warning")
+            )
+        if parsed.role == "skip":
+            continue
+        prepared = prepare(source)
+        step = _first(parsed.step_names)
+        if prepared.error:
+            diagnostics.append(Diagnostic(prepared.error, index, cell_id, step))
+        for message in prepared.warnings:
+            diagnostics.append(Diagnostic(message, index, cell_id, step, "warning"))
+        cells.append(_Cell(index, cell_id, parsed, prepared.code, prepared.tree))
+    return cells
+
+
+def _first(values: list[str]) -> str | None:
+    return values[0] if values else None
+
+
+def _group(cells: list[_Cell], diagnostics: list[Diagnostic]) -> _Collected:
+    """Kale's rule: an untagged cell continues the role of the nearest tagged cell above."""
+    collected = _Collected()
+    role: str | None = None
+    current_steps: list[str] = []
+    waiting: list[_Cell] = []  # cells above the first tag join the first step
+    for cell in cells:
+        if cell.tags.role is not None:
+            role = cell.tags.role
+            if role == "step":
+                current_steps = cell.tags.step_names
+        if role is None:
+            waiting.append(cell)
+            continue
+        if role == "step":
+            for name in current_steps:
+                for pending in [*waiting, cell]:
+                    _add_to_step(collected, name, pending, diagnostics)
+                waiting = []
+            continue
+        if cell.tags.has_step_settings:
+            diagnostics.append(
+                Diagnostic(
+                    f"this cell is part of the {role} and not of a step, so its step settings "
+                    "(after:, gpu:, cpu:, image: ...) have nothing to apply to; move them to a "
+                    "step's cell",
+                    cell.index,
+                    cell.id,
+                    None,
+                    "warning",
+                )
+            )
+        {
+            "imports": collected.imports,
+            "functions": collected.functions,
+            "parameters": collected.parameter_cells,
+            "metrics": collected.metric_cells,
+        }[role].append(cell)
+    return collected
+
+
+def _add_to_step(
+    collected: _Collected, name: str, cell: _Cell, diagnostics: list[Diagnostic]
+) -> None:
+    step = collected.steps.get(name)
+    if step is None:
+        step = collected.steps[name] = Step(name=name, task="")
+        collected.trees[name] = []
+        collected.after[name] = []
+    step.cells.append(CellCode(cell.index, cell.id, cell.code))
+    if cell.tree is not None:
+        collected.trees[name].append((cell.index, cell.tree))
+    tags = cell.tags
+    collected.after[name].extend((a, cell.index, cell.id) for a in tags.after)
+    _merge_resources(step, tags, cell, diagnostics)
+    options = step.options
+    options.retries = tags.retries if tags.retries is not None else options.retries
+    options.timeout_seconds = tags.timeout_seconds or options.timeout_seconds
+    options.cache = tags.cache if tags.cache is not None else options.cache
+    options.env.update(tags.env)
+    options.secrets.extend(tags.secrets)
+    options.volumes.extend(tags.volumes)
+    options.shm_size = tags.shm_size or options.shm_size
+    options.labels.update(tags.labels)
+    options.annotations.update(tags.annotations)
+    step.base_image = tags.image or step.base_image
+
+
+def _merge_resources(
+    step: Step, tags: CellTags, cell: _Cell, diagnostics: list[Diagnostic]
+) -> None:
+    resources = step.resources
+    if tags.gpu is not None:
+        if resources.gpu is not None and resources.gpu != tags.gpu:
+            diagnostics.append(
+                Diagnostic(
+                    "the step already asks for GPUs in an earlier cell; this cell's GPU tag "
+                    "replaces it; keep one GPU tag per step",
+                    cell.index,
+                    cell.id,
+                    step.name,
+                    "warning",
+                )
+            )
+        resources.gpu = tags.gpu
+    resources.cpu_request = tags.cpu_request or resources.cpu_request
+    resources.cpu_limit = tags.cpu_limit or resources.cpu_limit
+    resources.memory_request = tags.memory_request or resources.memory_request
+    resources.memory_limit = tags.memory_limit or resources.memory_limit
+
+
+def _name_tasks(steps: list[Step]) -> None:
+    """Valid, unique KFP task names; the person's step name stays the display name."""
+    taken: set[str] = set()
+    for step in steps:
+        base = slug(step.name, limit=50)
+        if base == "pipeline":
+            base = "step"
+        task, n = base, 2
+        while task in taken:
+            task, n = f"{base}-{n}", n + 1
+        taken.add(task)
+        step.task = task
+
+
+def _apply_defaults(
+    pipeline: Pipeline,
+    default_tags: list[str],
+    options: CompileOptions,
+    diagnostics: list[Diagnostic],
+) -> None:
+    defaults = parse_cell_tags(default_tags, options.gpu_resource)
+    for message in defaults.errors + defaults.warnings:
+        diagnostics.append(Diagnostic(f"Kale steps_defaults: {message}", severity="warning"))
+    base = pipeline.settings.default_resources
+    for step in pipeline.steps:
+        resources = step.resources
+        resources.cpu_request = resources.cpu_request or base.cpu_request
+        resources.cpu_limit = resources.cpu_limit or base.cpu_limit
+        resources.memory_request = resources.memory_request or base.memory_request
+        resources.memory_limit = resources.memory_limit or base.memory_limit
+        step.options.labels = {**defaults.labels, **step.options.labels}
+        step.options.annotations = {**defaults.annotations, **step.options.annotations}
+        step.options.env = {**defaults.env, **step.options.env}
+        mounted = {v.mount_path for v in step.options.volumes}
+        step.options.volumes.extend(
+            v for v in pipeline.settings.volumes if v.mount_path not in mounted
+        )
+        if resources.gpu is None and defaults.gpu is not None:
+            resources.gpu = defaults.gpu
+        if resources.gpu is not None and resources.gpu.resource is None:
+            resources.gpu = GpuRequest(
+                resources.gpu.count, resources.gpu.type, options.gpu_resource
+            )
+
+
+# --- parameters and metrics ---------------------------------------------------------------------
+
+
+def _parameters(cells: list[_Cell], diagnostics: list[Diagnostic]) -> dict[str, Parameter]:
+    """Papermill's convention: each top-level `name = literal` is a typed parameter."""
+    found: dict[str, Parameter] = {}
+    for cell in cells:
+        if cell.tree is None:
+            continue
+        for statement in cell.tree.body:
+            parameter = _parameter(statement, cell, diagnostics)
+            if parameter is None:
+                continue
+            if parameter.name in found:
+                diagnostics.append(
+                    Diagnostic(
+                        f"parameter {parameter.name!r} is set twice; the later value wins",
+                        cell.index,
+                        cell.id,
+                        None,
+                        "warning",
+                    )
+                )
+            found[parameter.name] = parameter
+    return found
+
+
+def _parameter(statement: ast.stmt, cell: _Cell, diagnostics: list[Diagnostic]) -> Parameter | None:
+    line = statement.lineno
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+        return None  # a docstring or a bare string: documentation
+    target: ast.expr | None = None
+    value: ast.expr | None = None
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+        target, value = statement.targets[0], statement.value
+    elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        target, value = statement.target, statement.value
+    if not isinstance(target, ast.Name) or value is None:
+        diagnostics.append(
+            Diagnostic(
+                f"parameters cell, line {line}: only `name = literal` lines are parameters "
+                "(papermill's convention); move other code to a step or the functions cell",
+                cell.index,
+                cell.id,
+            )
+        )
+        return None
+    try:
+        default = ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError):
+        diagnostics.append(
+            Diagnostic(
+                f"parameters cell, line {line}: {target.id} = {ast.unparse(value)} is not a "
+                "literal; give a literal default (a number, string, bool, list or dict) and "
+                "compute from it in a step",
+                cell.index,
+                cell.id,
+            )
+        )
+        return None
+    kind = _parameter_type(default)
+    if kind is None:
+        diagnostics.append(
+            Diagnostic(
+                f"parameters cell, line {line}: {target.id} = {default!r} has no pipeline type; "
+                "use an int, float, bool, str, list or dict",
+                cell.index,
+                cell.id,
+            )
+        )
+        return None
+    if kind in ("list", "dict"):
+        try:
+            json.dumps(default, allow_nan=False)
+        except (TypeError, ValueError):
+            diagnostics.append(
+                Diagnostic(
+                    f"parameters cell, line {line}: {target.id} must be JSON (strings, numbers, "
+                    "bools, lists and dicts with string keys)",
+                    cell.index,
+                    cell.id,
+                )
+            )
+            return None
+    return Parameter(target.id, kind, default, cell.index, cell.id)
+
+
+def _parameter_type(value: Any) -> ParameterType | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return None
+
+
+def _metric_names(cells: list[_Cell], diagnostics: list[Diagnostic]) -> list[tuple[str, _Cell]]:
+    """Each bare `name` or `print(name)` line of a metrics cell."""
+    found: list[tuple[str, _Cell]] = []
+    for cell in cells:
+        if cell.tree is None:
+            continue
+        for statement in cell.tree.body:
+            name = _metric_name(statement)
+            if name is None:
+                diagnostics.append(
+                    Diagnostic(
+                        f"metrics cell, line {statement.lineno}: write one metric per line, as "
+                        "`name` or `print(name)`",
+                        cell.index,
+                        cell.id,
+                    )
+                )
+            elif name not in (n for n, _ in found):
+                found.append((name, cell))
+    return found
+
+
+def _metric_name(statement: ast.stmt) -> str | None:
+    if not isinstance(statement, ast.Expr):
+        return None
+    value = statement.value
+    if (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id == "print"
+        and len(value.args) == 1
+        and not value.keywords
+    ):
+        value = value.args[0]
+    return value.id if isinstance(value, ast.Name) else None
+
+
+# --- data flow ----------------------------------------------------------------------------------
+
+
+def _flow(pipeline: Pipeline, collected: _Collected, diagnostics: list[Diagnostic]) -> None:
+    prelude_trees = [
+        (c.index, c.tree) for c in [*collected.imports, *collected.functions] if c.tree
+    ]
+    prelude = names.analyse(prelude_trees)
+    for cell_index, message in prelude.notes:
+        diagnostics.append(Diagnostic(message, cell_index, None, None, "warning"))
+    flows = []
+    for step in pipeline.steps:
+        # Modules the prelude imports are modules in every step: calling them changes nothing
+        # that travels (a seed call is warned about instead).
+        usage = names.analyse(
+            collected.trees[step.name], names.Usage(imported=set(prelude.imported))
+        )
+        names.add_called_function_reads(usage, prelude.functions)
+        for cell_index, message in usage.notes:
+            diagnostics.append(
+                Diagnostic(message, cell_index, _cell_id(step, cell_index), step.name, "warning")
+            )
+        flows.append(dataflow.StepFlow(step, usage, collected.after[step.name]))
+    graph = dataflow.build_graph(flows, diagnostics)
+    if graph is None:
+        return
+    dataflow.resolve_values(flows, graph, pipeline.parameters, diagnostics)
+    _resolve_metrics(pipeline, flows, collected, diagnostics)
+    _warn_shared_files(flows, diagnostics)
+
+
+def _resolve_metrics(
+    pipeline: Pipeline,
+    flows: list[dataflow.StepFlow],
+    collected: _Collected,
+    diagnostics: list[Diagnostic],
+) -> None:
+    for name, cell in _metric_names(collected.metric_cells, diagnostics):
+        producers = [
+            f for f in flows if name in f.usage.writes and f.step.first_cell.index < cell.index
+        ]
+        if not producers:
+            diagnostics.append(
+                Diagnostic(
+                    f"metric {name!r} is not produced by any step above the metrics cell; "
+                    "compute it in a step first",
+                    cell.index,
+                    cell.id,
+                )
+            )
+            continue
+        step = producers[-1].step
+        step.metrics.append(name)
+        if name not in step.hands_on:
+            step.hands_on.append(name)
+        pipeline.metrics.append(name)
+
+
+def _warn_shared_files(flows: list[dataflow.StepFlow], diagnostics: list[Diagnostic]) -> None:
+    for writer in flows:
+        for path in writer.usage.written_files:
+            for reader in flows:
+                if reader is writer or path not in reader.usage.string_constants:
+                    continue
+                cell_index = reader.usage.string_constants[path]
+                diagnostics.append(
+                    Diagnostic(
+                        f"names the file {path!r}, which step {writer.step.name!r} writes; on "
+                        "Kubeflow each step runs in its own pod, so files do not travel between "
+                        "steps; hand the data on as a variable, or keep the file on a volume "
+                        "(volume:PVC:PATH)",
+                        cell_index,
+                        _cell_id(reader.step, cell_index),
+                        reader.step.name,
+                        "warning",
+                    )
+                )
+
+
+def _cell_id(step: Step, cell_index: int) -> str | None:
+    return next((c.id for c in step.cells if c.index == cell_index), None)
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def _name_images(
+    pipeline: Pipeline, options: CompileOptions, diagnostics: list[Diagnostic]
+) -> None:
+    """The content-hash image a build will produce for each base, under the registry."""
+    settings = pipeline.settings
+    registry = options.registry or settings.registry
+    base = options.base_image or settings.base_image or DEFAULT_BASE_IMAGE
+    settings.base_image = base
+    settings.registry = registry
+    if not registry:
+        diagnostics.append(
+            Diagnostic(
+                "no registry is configured, so the pipeline's image can only be used by the local "
+                "engines; set one with --registry, metadata.cellpipe.registry or "
+                "c.CellPipe.registry before submitting to a cluster",
+                severity="warning",
+            )
+        )
+    prelude = [c.source for c in pipeline.prelude]
+    for step in pipeline.steps:
+        step.image = image_reference(
+            registry, settings.name, step.base_image or base, prelude, pipeline.steps
+        )
+    pipeline.image = image_reference(registry, settings.name, base, prelude, pipeline.steps)
+
+
+def image_reference(
+    registry: str | None, pipeline_name: str, base: str, prelude: list[str], steps: list[Step]
+) -> str:
+    content = json.dumps(
+        {
+            "format": CELLPIPE_IMAGE_FORMAT,
+            "base": base,
+            "prelude": prelude,
+            "steps": [[s.task, [c.source for c in s.cells]] for s in steps],
+        },
+        sort_keys=True,
+    )
+    tag = hashlib.sha256(content.encode()).hexdigest()[:16]
+    repository = (
+        f"{registry.rstrip('/')}/{pipeline_name}" if registry else f"cellpipe/{pipeline_name}"
+    )
+    return f"{repository}:{tag}"

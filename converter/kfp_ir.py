@@ -1,0 +1,216 @@
+"""A `Pipeline` becomes KFP v2 IR, built through the kfp SDK's own objects.
+
+Each step is a component whose inputs are the pipeline parameters it reads and the values it
+receives (artifacts), and whose outputs are the values it hands on (and its metrics). Its
+container runs the kfp executor on a fixed entry module that hands off to the cellpipe runtime;
+the step's code itself is baked into the image, so no user text is ever rendered into source.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from kfp import compiler, dsl, kubernetes
+from kfp.dsl import python_component, structures
+
+from .build import CompileOptions
+from .model import Pipeline, Step
+
+ARTIFACT_TYPE = "system.Artifact@0.0.1"
+METRICS_TYPE = "system.Metrics@0.0.1"
+METRICS_OUTPUT = "cellpipe_metrics"
+ENTRY_FUNCTION = "cellpipe_step"
+# The module the kfp executor loads: fixed text, the same for every step and every notebook.
+ENTRY_MODULE = (
+    "# cellpipe: the step's code is baked into the image; the runtime runs it.\n"
+    f"from cellpipe.runtime.kfp_entry import {ENTRY_FUNCTION}\n"
+)
+# The same launch script as kfp's lightweight Python components, so every kfp engine
+# (kfp.local's SubprocessRunner included) recognises and runs the step.
+LAUNCH_SCRIPT = """\
+program_path=$(mktemp -d)
+
+printf "%s" "$0" > "$program_path/ephemeral_component.py"
+_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main \
+    --component_module_path \
+    "$program_path/ephemeral_component.py" \
+    "$@"
+"""
+_PARAMETER_TYPES: dict[str, tuple[str, type]] = {
+    "int": ("Integer", int),
+    "float": ("Float", float),
+    "bool": ("Boolean", bool),
+    "str": ("String", str),
+    "list": ("List", list),
+    "dict": ("Dict", dict),
+}
+DEFAULT_GPU_TOLERATION = {"operator": "Exists", "effect": "NoSchedule"}
+
+
+def step_component(step: Step, pipeline: Pipeline) -> python_component.PythonComponent:
+    """The step's component spec: typed inputs and outputs, the entry command."""
+    inputs: dict[str, structures.InputSpec] = {}
+    for name in step.parameters:
+        kfp_type = _PARAMETER_TYPES[pipeline.parameters[name].type][0]
+        inputs[name] = structures.InputSpec(type=kfp_type)
+    for name in step.receives:
+        inputs[name] = structures.InputSpec(type=ARTIFACT_TYPE)
+    outputs = {name: structures.OutputSpec(type=ARTIFACT_TYPE) for name in step.hands_on}
+    if step.metrics:
+        outputs[METRICS_OUTPUT] = structures.OutputSpec(type=METRICS_TYPE)
+    container = structures.ContainerSpecImplementation(
+        image=step.image,
+        command=["sh", "-ec", LAUNCH_SCRIPT, ENTRY_MODULE],
+        args=[
+            "--executor_input",
+            dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
+            "--function_to_execute",
+            ENTRY_FUNCTION,
+            "--cellpipe_step",
+            step.task,
+        ],
+    )
+    spec = structures.ComponentSpec(
+        name=step.task,
+        description=f"cellpipe step {step.name!r}",
+        inputs=inputs or None,
+        outputs=outputs or None,
+        implementation=structures.Implementation(container=container),
+    )
+    return python_component.PythonComponent(spec, _runs_in_the_runtime)
+
+
+def _runs_in_the_runtime(**_: Any) -> None:
+    raise RuntimeError("a cellpipe step runs through cellpipe.runtime, not in the compiler")
+
+
+def pipeline_function(pipeline: Pipeline, options: CompileOptions) -> Callable[..., None]:
+    """The pipeline as the SDK wants it: a function of the parameters that creates the tasks."""
+    parameter_names = list(pipeline.parameters)
+    steps = _topological(pipeline.steps)
+    components = {s.name: step_component(s, pipeline) for s in steps}
+
+    def body(*values: Any) -> None:
+        channels = dict(zip(parameter_names, values, strict=True))
+        tasks: dict[str, dsl.PipelineTask] = {}
+        for step in steps:
+            arguments: dict[str, Any] = {n: channels[n] for n in step.parameters}
+            for name in step.receives:
+                arguments[name] = tasks[step.received_from[name]].outputs[name]
+            task = components[step.name](**arguments)
+            task.set_display_name(step.name)
+            for parent in step.after:
+                task.after(tasks[parent])
+            configure_task(task, step, pipeline, options)
+            tasks[step.name] = task
+
+    body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                p.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=p.default,
+                annotation=_PARAMETER_TYPES[p.type][1],
+            )
+            for p in pipeline.parameters.values()
+        ]
+    )
+    body.__name__ = pipeline.settings.name.replace("-", "_")
+    body.__doc__ = pipeline.settings.description or None
+    return body
+
+
+def configure_task(
+    task: dsl.PipelineTask, step: Step, pipeline: Pipeline, options: CompileOptions
+) -> None:
+    """Resources, GPUs and task options, each through the SDK (kfp.kubernetes for the pod)."""
+    resources = step.resources
+    if resources.cpu_request:
+        task.set_cpu_request(resources.cpu_request)
+    if resources.cpu_limit:
+        task.set_cpu_limit(resources.cpu_limit)
+    if resources.memory_request:
+        task.set_memory_request(resources.memory_request)
+    if resources.memory_limit:
+        task.set_memory_limit(resources.memory_limit)
+    gpu = resources.gpu
+    if gpu is not None:
+        resource = gpu.resource or options.gpu_resource
+        task.set_accelerator_type(resource).set_accelerator_limit(gpu.count)
+        if gpu.type:
+            kubernetes.add_node_selector(task, label_key=options.gpu_label, label_value=gpu.type)
+        tolerations = options.gpu_tolerations
+        if tolerations is None:
+            tolerations = [{"key": resource, **DEFAULT_GPU_TOLERATION}]
+        for toleration in tolerations:
+            kubernetes.add_toleration(task, **toleration)
+    _configure_options(task, step, pipeline)
+
+
+def _configure_options(task: dsl.PipelineTask, step: Step, pipeline: Pipeline) -> None:
+    opts = step.options
+    if opts.retries:
+        task.set_retry(num_retries=opts.retries)
+    task.set_caching_options(enable_caching=opts.cache)
+    if opts.timeout_seconds:
+        kubernetes.set_timeout(task, opts.timeout_seconds)
+    for name, value in opts.env.items():
+        task.set_env_variable(name, value)
+    for secret in opts.secrets:
+        kubernetes.use_secret_as_env(
+            task, secret_name=secret.secret, secret_key_to_env={secret.key: secret.env}
+        )
+    for volume in opts.volumes:
+        kubernetes.mount_pvc(task, pvc_name=volume.pvc, mount_path=volume.mount_path)
+    if opts.shm_size:
+        kubernetes.empty_dir_mount(
+            task,
+            volume_name="dshm",
+            mount_path="/dev/shm",
+            medium="Memory",
+            size_limit=opts.shm_size,
+        )
+    for key, value in opts.labels.items():
+        kubernetes.add_pod_label(task, key, value)
+    for key, value in opts.annotations.items():
+        kubernetes.add_pod_annotation(task, key, value)
+    if pipeline.settings.image_pull_secrets:
+        kubernetes.set_image_pull_secrets(task, list(pipeline.settings.image_pull_secrets))
+
+
+def compile_yaml(pipeline: Pipeline, options: CompileOptions | None = None) -> str:
+    """KFP v2 IR (with its Kubernetes platform spec) as YAML text."""
+    if pipeline.errors:
+        raise ValueError("a pipeline with errors cannot be compiled")
+    options = options or CompileOptions()
+    function = pipeline_function(pipeline, options)
+    graph = dsl.pipeline(
+        name=pipeline.settings.name, description=pipeline.settings.description or None
+    )(function)
+    descriptor, path = tempfile.mkstemp(suffix=".yaml")
+    os.close(descriptor)
+    try:
+        compiler.Compiler().compile(graph, path)
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    finally:
+        os.unlink(path)
+
+
+def _topological(steps: list[Step]) -> list[Step]:
+    """Notebook order, except that a step never comes before the steps it runs after."""
+    done: set[str] = set()
+    ordered: list[Step] = []
+    remaining = list(steps)
+    while remaining:
+        for step in remaining:
+            if all(p in done for p in step.after):
+                ordered.append(step)
+                done.add(step.name)
+                remaining.remove(step)
+                break
+    return ordered

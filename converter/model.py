@@ -1,0 +1,246 @@
+"""The typed pipeline IR: what the converter returns and every front door reads.
+
+Plain dataclasses, no kfp import: the launcher, the server and the sidebar all consume these,
+and `to_json` is the shape the UI sees (README, "compile JSON").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ParameterType = Literal["int", "float", "bool", "str", "list", "dict"]
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A problem found in a notebook, located so that an editor can put it on its cell.
+
+    `cell_index` counts code and markdown cells alike from 0 (nbformat order); messages for
+    people count from 1.
+    """
+
+    message: str
+    cell_index: int | None = None
+    cell_id: str | None = None
+    step: str | None = None
+    severity: Severity = "error"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "cell_index": self.cell_index,
+            "cell_id": self.cell_id,
+            "step": self.step,
+        }
+
+    def for_people(self, notebook: str) -> str:
+        """`NOTEBOOK: cell N (step 'S'): message`, the CLI's and the server's wording."""
+        where = [notebook]
+        if self.cell_index is not None:
+            cell = f"cell {self.cell_index + 1}"
+            if self.step is not None:
+                cell += f" (step {self.step!r})"
+            where.append(cell)
+        elif self.step is not None:
+            where.append(f"step {self.step!r}")
+        return ": ".join([*where, self.message])
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    count: int
+    type: str | None = None
+    resource: str | None = None  # None: the configured GPU resource name
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "type": self.type, "resource": self.resource}
+
+
+@dataclass
+class Resources:
+    """CPU and memory as Kubernetes quantities; requests and limits kept apart (Kale's `limit:`)."""
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    gpu: GpuRequest | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.cpu_request or self.cpu_limit:
+            out["cpu"] = {"request": self.cpu_request, "limit": self.cpu_limit}
+        if self.memory_request or self.memory_limit:
+            out["memory"] = {"request": self.memory_request, "limit": self.memory_limit}
+        if self.gpu is not None:
+            out["gpu"] = self.gpu.to_json()
+        return out
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    secret: str
+    key: str
+    env: str
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    pvc: str
+    mount_path: str
+
+
+@dataclass
+class StepOptions:
+    """Task options and pod settings that ride along with a step."""
+
+    retries: int | None = None
+    timeout_seconds: int | None = None
+    cache: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: list[SecretEnv] = field(default_factory=list)
+    volumes: list[VolumeMount] = field(default_factory=list)
+    shm_size: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "retries": self.retries,
+            "timeout": self.timeout_seconds,
+            "cache": self.cache,
+            "env": dict(self.env),
+            "secrets": [dataclasses.asdict(s) for s in self.secrets],
+            "volumes": [dataclasses.asdict(v) for v in self.volumes],
+            "shm": self.shm_size,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+        }
+
+
+@dataclass(frozen=True)
+class CellCode:
+    """One notebook cell's code as the step runs it (IPython syntax already dealt with)."""
+
+    index: int
+    id: str | None
+    source: str
+
+
+@dataclass
+class Step:
+    name: str  # the display name, exactly as the person wrote it
+    task: str  # a valid, unique KFP task name derived from `name`
+    cells: list[CellCode] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)  # display names of the direct predecessors
+    receives: list[str] = field(default_factory=list)
+    hands_on: list[str] = field(default_factory=list)
+    parameters: list[str] = field(default_factory=list)  # pipeline parameters the step reads
+    received_from: dict[str, str] = field(default_factory=dict)  # name -> producing step's name
+    metrics: list[str] = field(default_factory=list)  # metrics this step reports
+    resources: Resources = field(default_factory=Resources)
+    options: StepOptions = field(default_factory=StepOptions)
+    base_image: str | None = None  # `image:REF`; None means the notebook's base
+    image: str = ""  # the content-hash image a build will produce for this step
+
+    @property
+    def first_cell(self) -> CellCode:
+        return self.cells[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "after": list(self.after),
+            "receives": list(self.receives),
+            "hands_on": list(self.hands_on),
+            "parameters": list(self.parameters),
+            "metrics": list(self.metrics),
+            "resources": self.resources.to_json(),
+            "options": self.options.to_json(),
+            "base_image": self.base_image,
+            "image": self.image,
+            "cells": [c.index for c in self.cells],
+            "cell_ids": [c.id for c in self.cells],
+        }
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: ParameterType
+    default: Any
+    cell_index: int
+    cell_id: str | None
+
+
+@dataclass
+class PipelineSettings:
+    """Notebook-level settings (`metadata.cellpipe`, or Kale's `metadata.kubeflow_notebook`)."""
+
+    name: str
+    description: str = ""
+    experiment: str | None = None
+    base_image: str | None = None
+    registry: str | None = None
+    image_pull_secrets: list[str] = field(default_factory=list)
+    service_account: str | None = None
+    default_resources: Resources = field(default_factory=Resources)
+    volumes: list[VolumeMount] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "experiment": self.experiment,
+            "base_image": self.base_image,
+            "registry": self.registry,
+            "image_pull_secrets": list(self.image_pull_secrets),
+            "service_account": self.service_account,
+            "volumes": [dataclasses.asdict(v) for v in self.volumes],
+        }
+
+
+@dataclass
+class Pipeline:
+    """A notebook as a pipeline: the converter's one result."""
+
+    notebook: str
+    settings: PipelineSettings
+    steps: list[Step] = field(default_factory=list)
+    prelude: list[CellCode] = field(default_factory=list)  # imports then functions, in every step
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    metrics: list[str] = field(default_factory=list)
+    image: str = ""
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.settings.name,
+            "description": self.settings.description,
+            "image": self.image,
+            "settings": self.settings.to_json(),
+            "steps": [s.to_json() for s in self.steps],
+            "parameters": {name: p.default for name, p in self.parameters.items()},
+            "parameter_types": {name: p.type for name, p in self.parameters.items()},
+            "metrics": list(self.metrics),
+            "warnings": [d.to_json() for d in self.warnings],
+            "errors": [d.to_json() for d in self.errors],
+        }

@@ -1,0 +1,70 @@
+"""Cell source as a step runs it: IPython-only syntax dealt with, then parsed.
+
+A step runs without a Jupyter kernel, so magics and shell escapes cannot run there. Harmless
+ones (`%matplotlib inline`, `%%time`) are left out with a warning; a cell that is not Python
+(`%%bash`, `%%writefile`) is an error that says to tag it `skip` or rewrite it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+_LINE_MAGIC = re.compile(r"^(\s*)(?:[A-Za-z_][\w.]*\s*=\s*)?[%!]")
+# Cell magics whose body is plain Python, run the same with or without them.
+_TRANSPARENT_CELL_MAGICS = {"time", "capture", "timeit", "prun"}
+
+
+@dataclass
+class CellSource:
+    code: str
+    tree: ast.Module | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def prepare(source: str) -> CellSource:
+    """Turn a cell's text into the Python a step runs, and its syntax tree."""
+    result = CellSource(code=source)
+    lines = source.split("\n")
+    first = lines[0].strip() if lines else ""
+    if first.startswith("%%"):
+        magic = first[2:].split(None, 1)[0] if len(first) > 2 else ""
+        if magic not in _TRANSPARENT_CELL_MAGICS:
+            result.error = (
+                f"the cell magic %%{magic} is not Python and cannot run in a pipeline step; "
+                "tag the cell 'skip' or rewrite it in Python"
+            )
+            return result
+        result.warnings.append(f"%%{magic} is left out: a pipeline step runs without IPython")
+        lines = lines[1:]
+    kept = []
+    for line in lines:
+        match = _LINE_MAGIC.match(line)
+        if match and not _is_python_line(line):
+            result.warnings.append(
+                f"{line.strip()!r} is left out: magics and shell commands do not run in a "
+                "pipeline step (requirements go in requirements.txt)"
+            )
+            kept.append(f"{match.group(1)}pass  # cellpipe: {line.strip()}")
+        else:
+            kept.append(line)
+    result.code = "\n".join(kept)
+    try:
+        result.tree = ast.parse(result.code)
+    except SyntaxError as exc:
+        result.error = (
+            f"syntax error on line {exc.lineno}: {exc.msg}; fix the cell or tag it 'skip'"
+        )
+    return result
+
+
+def _is_python_line(line: str) -> bool:
+    # `x = a % b` or `print(a != b)` start with no magic; only a leading % or ! after an
+    # optional `name =` is IPython syntax, and only if the line is not valid Python by itself.
+    try:
+        ast.parse(line.strip())
+    except SyntaxError:
+        return False
+    return True

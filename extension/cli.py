@@ -1,0 +1,130 @@
+"""The `cellpipe` command. A thin adapter: the converter does the work.
+
+User errors print `cellpipe: error: NOTEBOOK: cell N (step 'S'): ...` on stderr and exit 2,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from cellpipe import __version__
+
+if TYPE_CHECKING:
+    from cellpipe.converter import Pipeline
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, never as a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cellpipe",
+        description="Tag notebook cells as steps; run the notebook as a Kubeflow pipeline.",
+    )
+    parser.add_argument("--version", action="version", version=f"cellpipe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    compile_cmd = commands.add_parser(
+        "compile",
+        help="turn a tagged notebook into a Kubeflow Pipelines v2 pipeline (YAML)",
+        description="Turn a tagged notebook into a Kubeflow Pipelines v2 pipeline (YAML).",
+    )
+    compile_cmd.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb file")
+    compile_cmd.add_argument(
+        "-o",
+        "--output",
+        metavar="PIPELINE.yaml",
+        help="where to write the pipeline (default: NOTEBOOK with .yaml beside it; - for stdout)",
+    )
+    compile_cmd.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="what to print: a summary (text) or the pipeline as the UI sees it (json)",
+    )
+    compile_cmd.add_argument("--registry", help="registry the pipeline's image will be pushed to")
+    compile_cmd.add_argument("--base-image", help="base image for steps without image: tags")
+    compile_cmd.add_argument(
+        "--gpu-resource",
+        default="nvidia.com/gpu",
+        help="Kubernetes resource name of a GPU (default: nvidia.com/gpu)",
+    )
+    compile_cmd.add_argument(
+        "--gpu-label",
+        default="nvidia.com/gpu.product",
+        help="node label whose value is the GPU type (default: nvidia.com/gpu.product)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "compile":
+            return compile_command(args, sys.stdout, sys.stderr)
+    except UserError as exc:
+        print(f"cellpipe: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USER_ERROR
+
+
+def compile_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from cellpipe.converter import CompileOptions, NotebookError, compile_yaml, load_pipeline
+
+    notebook = Path(args.notebook)
+    options = CompileOptions(
+        registry=args.registry,
+        base_image=args.base_image,
+        gpu_resource=args.gpu_resource,
+        gpu_label=args.gpu_label,
+    )
+    try:
+        pipeline = load_pipeline(notebook, options)
+    except NotebookError as exc:
+        raise UserError(f"{notebook}: {exc}") from None
+    for warning in pipeline.warnings:
+        print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
+    for error in pipeline.errors:
+        print(f"cellpipe: error: {error.for_people(str(notebook))}", file=err)
+    if pipeline.errors:
+        if args.format == "json":
+            print(json.dumps(pipeline.to_json(), indent=2), file=out)
+        return EXIT_USER_ERROR
+    yaml_text = compile_yaml(pipeline, options)
+    destination = args.output or str(notebook.with_suffix(".yaml"))
+    if destination == "-":
+        out.write(yaml_text)
+    else:
+        try:
+            Path(destination).write_text(yaml_text, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {destination}: {exc.strerror}") from None
+    if args.format == "json":
+        print(json.dumps({**pipeline.to_json(), "output": destination}, indent=2), file=out)
+    elif destination != "-":
+        print(_summary(pipeline, destination), file=out)
+    return 0
+
+
+def _summary(pipeline: Pipeline, destination: str) -> str:
+    lines = [f"pipeline {pipeline.settings.name!r}: {len(pipeline.steps)} steps -> {destination}"]
+    for step in pipeline.steps:
+        after = f" after {', '.join(step.after)}" if step.after else ""
+        receives = f"; receives {', '.join(step.receives)}" if step.receives else ""
+        lines.append(f"  {step.name} [{step.task}]{after}{receives}")
+    lines.append(f"image: {pipeline.image}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,6 +18,7 @@ from .model import (
     Parameter,
     ParameterType,
     Pipeline,
+    Severity,
     Step,
 )
 from .settings import DEFAULT_BASE_IMAGE, read_settings, slug
@@ -45,6 +46,7 @@ class _Cell:
     tags: CellTags
     code: str
     tree: ast.Module | None
+    problems: list[tuple[str, Severity]] = field(default_factory=list)  # told once grouped
 
 
 @dataclass
@@ -123,12 +125,10 @@ def _read_cells(
         if parsed.role == "skip":
             continue
         prepared = prepare(source)
-        step = _first(parsed.step_names)
+        problems: list[tuple[str, Severity]] = [(m, "warning") for m in prepared.warnings]
         if prepared.error:
-            diagnostics.append(Diagnostic(prepared.error, index, cell_id, step))
-        for message in prepared.warnings:
-            diagnostics.append(Diagnostic(message, index, cell_id, step, "warning"))
-        cells.append(_Cell(index, cell_id, parsed, prepared.code, prepared.tree))
+            problems.append((prepared.error, "error"))
+        cells.append(_Cell(index, cell_id, parsed, prepared.code, prepared.tree, problems))
     return cells
 
 
@@ -150,6 +150,12 @@ def _group(cells: list[_Cell], diagnostics: list[Diagnostic]) -> _Collected:
         if role is None:
             waiting.append(cell)
             continue
+        step_name = current_steps[0] if role == "step" else None
+        for pending in [*waiting, cell]:
+            for message, severity in pending.problems:
+                diagnostics.append(
+                    Diagnostic(message, pending.index, pending.id, step_name, severity)
+                )
         if role == "step":
             for name in current_steps:
                 for pending in [*waiting, cell]:

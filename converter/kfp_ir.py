@@ -9,12 +9,13 @@ the step's code itself is baked into the image, so no user text is ever rendered
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from kfp import compiler, dsl, kubernetes
+import yaml
+from google.protobuf import json_format
+from kfp import dsl, kubernetes
+from kfp.compiler import pipeline_spec_builder
 from kfp.dsl import python_component, structures
 
 from .build import CompileOptions
@@ -183,7 +184,7 @@ def _configure_options(task: dsl.PipelineTask, step: Step, pipeline: Pipeline) -
 
 
 def compile_yaml(pipeline: Pipeline, options: CompileOptions | None = None) -> str:
-    """KFP v2 IR (with its Kubernetes platform spec) as YAML text."""
+    """KFP v2 IR (with its Kubernetes platform spec) as YAML text, as kfp's compiler writes it."""
     if pipeline.errors:
         raise ValueError("a pipeline with errors cannot be compiled")
     options = options or CompileOptions()
@@ -191,14 +192,20 @@ def compile_yaml(pipeline: Pipeline, options: CompileOptions | None = None) -> s
     graph = dsl.pipeline(
         name=pipeline.settings.name, description=pipeline.settings.description or None
     )(function)
-    descriptor, path = tempfile.mkstemp(suffix=".yaml")
-    os.close(descriptor)
-    try:
-        compiler.Compiler().compile(graph, path)
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    finally:
-        os.unlink(path)
+    spec = json_format.MessageToDict(graph.pipeline_spec)
+    documents = [spec]
+    if graph.platform_spec.platforms:
+        documents.append(json_format.MessageToDict(graph.platform_spec))
+    header = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, graph.description)
+    return _comment_safe(header) + yaml.safe_dump_all(documents, sort_keys=True)
+
+
+def _comment_safe(header: str) -> str:
+    # kfp's header repeats parameter defaults and the description; a line break inside one
+    # would end the comment and break the YAML, so every line stays a comment.
+    return "".join(
+        (line if line.startswith("#") else f"#  {line}") + "\n" for line in header.splitlines()
+    )
 
 
 def _topological(steps: list[Step]) -> list[Step]:

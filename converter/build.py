@@ -266,6 +266,8 @@ def _apply_defaults(
         step.options.labels = {**defaults.labels, **step.options.labels}
         step.options.annotations = {**defaults.annotations, **step.options.annotations}
         step.options.env = {**defaults.env, **step.options.env}
+        if defaults.cache is False:  # Kale's enable_caching: false, or steps_defaults
+            step.options.cache = False
         mounted = {v.mount_path for v in step.options.volumes}
         step.options.volumes.extend(
             v for v in pipeline.settings.volumes if v.mount_path not in mounted

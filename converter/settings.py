@@ -41,6 +41,7 @@ _KALE_KNOWN = {
     "kfp_host",
     "abs_working_dir",
     "timeout",
+    "enable_caching",
 }
 
 
@@ -87,6 +88,8 @@ def _read_kale(kale: Mapping[str, Any], settings: NotebookSettings) -> None:
     experiment_name = experiment.get("name") if isinstance(experiment, Mapping) else None
     pipeline.experiment = _text(kale.get("experiment_name")) or _text(experiment_name)
     pipeline.base_image = _text(kale.get("base_image")) or _text(kale.get("docker_image"))
+    if kale.get("enable_caching") is False:
+        settings.step_default_tags.append("cache:off")
     steps_defaults = kale.get("steps_defaults") or []
     if isinstance(steps_defaults, list):
         settings.step_default_tags.extend(str(t) for t in steps_defaults)

@@ -207,6 +207,7 @@ def _add_to_step(
     options.shm_size = tags.shm_size or options.shm_size
     options.labels.update(tags.labels)
     options.annotations.update(tags.annotations)
+    options.report = tags.report if tags.report is not None else options.report
     step.base_image = tags.image or step.base_image
 
 
@@ -268,6 +269,8 @@ def _apply_defaults(
         step.options.env = {**defaults.env, **step.options.env}
         if defaults.cache is False:  # Kale's enable_caching: false, or steps_defaults
             step.options.cache = False
+        if defaults.report:
+            step.options.report = True
         mounted = {v.mount_path for v in step.options.volumes}
         step.options.volumes.extend(
             v for v in pipeline.settings.volumes if v.mount_path not in mounted

@@ -179,6 +179,8 @@ def _configure_options(task: dsl.PipelineTask, step: Step, pipeline: Pipeline) -
         kubernetes.add_pod_label(task, key, value)
     for key, value in opts.annotations.items():
         kubernetes.add_pod_annotation(task, key, value)
+    if pipeline.settings.security_context:
+        kubernetes.set_security_context(task, **pipeline.settings.security_context)
     if pipeline.settings.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, list(pipeline.settings.image_pull_secrets))
 

@@ -106,9 +106,11 @@ class StepOptions:
     shm_size: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    report: bool = False  # run the step as a notebook and keep its rich output (Kale's report:)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "report": self.report,
             "retries": self.retries,
             "timeout": self.timeout_seconds,
             "cache": self.cache,
@@ -190,9 +192,11 @@ class PipelineSettings:
     service_account: str | None = None
     default_resources: Resources = field(default_factory=Resources)
     volumes: list[VolumeMount] = field(default_factory=list)
+    security_context: dict[str, Any] = field(default_factory=dict)  # run_as_user, ...
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "security_context": dict(self.security_context),
             "name": self.name,
             "description": self.description,
             "experiment": self.experiment,

@@ -27,6 +27,7 @@ _KALE_UNSUPPORTED = {
     "volume_access_mode": "cellpipe creates no volumes for Kale; mount an existing PVC instead",
     "marshal_volume": "cellpipe hands values on as pipeline artifacts, not through a volume",
     "marshal_path": "cellpipe hands values on as pipeline artifacts, not through a volume",
+    "timeout": "Kubeflow Pipelines v2 has no pipeline timeout; use timeout:SECONDS on steps",
 }
 # Kale keys cellpipe reads, or that have no effect on a pipeline (UI state, hosts).
 _KALE_KNOWN = {
@@ -40,9 +41,12 @@ _KALE_KNOWN = {
     "steps_defaults",
     "kfp_host",
     "abs_working_dir",
-    "timeout",
     "enable_caching",
+    "security_context",
+    "output_path",
+    "notebook_path",
 }
+_SECURITY_CONTEXT_KEYS = ("run_as_user", "run_as_group", "run_as_non_root")
 
 
 @dataclass
@@ -93,6 +97,7 @@ def _read_kale(kale: Mapping[str, Any], settings: NotebookSettings) -> None:
     steps_defaults = kale.get("steps_defaults") or []
     if isinstance(steps_defaults, list):
         settings.step_default_tags.extend(str(t) for t in steps_defaults)
+    _read_kale_security_context(kale.get("security_context"), settings)
     for volume in kale.get("volumes") or []:
         _read_kale_volume(volume, settings)
     for key, why in _KALE_UNSUPPORTED.items():
@@ -101,6 +106,14 @@ def _read_kale(kale: Mapping[str, Any], settings: NotebookSettings) -> None:
     for key in kale:
         if key not in _KALE_UNSUPPORTED and key not in _KALE_KNOWN:
             settings.warnings.append(f"Kale setting {key!r} is not known to cellpipe; ignored")
+
+
+def _read_kale_security_context(context: Any, settings: NotebookSettings) -> None:
+    if not isinstance(context, Mapping) or not context.get("enabled", True):
+        return
+    for key in _SECURITY_CONTEXT_KEYS:
+        if context.get(key) is not None:
+            settings.pipeline.security_context[key] = context[key]
 
 
 def _read_kale_volume(volume: Any, settings: NotebookSettings) -> None:

@@ -56,6 +56,7 @@ class CellTags:
     shm_size: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    report: bool | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -79,6 +80,7 @@ class CellTags:
             or self.shm_size
             or self.labels
             or self.annotations
+            or self.report is not None
         )
 
 
@@ -95,13 +97,18 @@ def parse_cell_tags(tags: list[str], gpu_resource: str = "nvidia.com/gpu") -> Ce
 
 
 def _set_role(parsed: CellTags, role: Role, tag: str) -> None:
-    if parsed.role is not None and parsed.role != role:
-        parsed.errors.append(
-            f"tag {tag!r} gives the cell a second role ({role}, it is already {parsed.role}); "
-            "keep one of them"
-        )
+    # Kale's precedence, so Kale notebooks read unchanged: a special role (skip, imports, ...)
+    # wins over a step tag, and the first special role wins over later ones.
+    current = parsed.role
+    if current is None or current == role:
+        parsed.role = role
         return
-    parsed.role = role
+    winner = role if current == "step" else current
+    parsed.warnings.append(
+        f"the cell is tagged both {current} and {role}; it is treated as {winner} "
+        "(as Kale does); keep one of these tags"
+    )
+    parsed.role = winner
 
 
 def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
@@ -165,6 +172,17 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
             parsed.shm_size = value
     elif key in ("label", "annotation"):
         _apply_metadata(parsed, tag, key, value)
+    elif key == "report":
+        # Kale's per-step HTML report: the step runs as a notebook and keeps its rich output.
+        if value in ("enabled", "on", "true", "disabled", "off", "false"):
+            parsed.report = value in ("enabled", "on", "true")
+        else:
+            parsed.errors.append(f"tag {tag!r}: write report:enabled or report:disabled")
+    elif key == "notebook":
+        parsed.warnings.append(
+            f"tag {tag!r}: Kale's notebook: steps (another notebook as a step) are not supported "
+            "by cellpipe; the cell's code is used as it stands"
+        )
     else:
         parsed.warnings.append(
             f"tag {tag!r} is not a cellpipe or Kale tag and is ignored; "

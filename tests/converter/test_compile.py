@@ -206,8 +206,11 @@ def test_kale_volumes_and_defaults_from_notebook_metadata() -> None:
                     {"type": "pvc", "name": "workspace", "mount_point": "/home/jovyan"},
                     {"type": "snapshot", "name": "snap", "mount_point": "/snap"},
                 ],
-                "steps_defaults": ["label:team:ml"],
+                "steps_defaults": ["label:team:ml", "report:enabled"],
                 "katib_run": False,
+                "enable_caching": False,
+                "timeout": 600,
+                "security_context": {"enabled": True, "run_as_user": 1000, "run_as_non_root": True},
             }
         },
     )
@@ -218,8 +221,15 @@ def test_kale_volumes_and_defaults_from_notebook_metadata() -> None:
     step = pipeline.steps[0]
     assert [(v.pvc, v.mount_path) for v in step.options.volumes] == [("workspace", "/home/jovyan")]
     assert step.options.labels == {"team": "ml"}
+    assert (step.options.cache, step.options.report) == (False, True)
     (snapshot_warning,) = [w for w in pipeline.warnings if "snap" in w.message]
     assert "type 'snapshot'" in snapshot_warning.message
+    (timeout_warning,) = [w for w in pipeline.warnings if "'timeout'" in w.message]
+    assert "use timeout:SECONDS on steps" in timeout_warning.message
+    _, platform = parse_documents(compile_yaml(pipeline))
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-a"]
+    assert k8s["securityContext"]["runAsUser"] == "1000"
+    assert k8s["securityContext"]["runAsNonRoot"] is True
 
 
 def test_no_registry_is_a_warning_and_a_registry_names_the_image() -> None:

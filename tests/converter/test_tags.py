@@ -110,9 +110,25 @@ def test_bad_tag_values_are_errors_that_say_what_to_write(tag: str, fragment: st
     assert repr(tag) in parsed.errors[0] or tag.split(":")[0] in parsed.errors[0]
 
 
-def test_two_roles_on_one_cell_is_an_error() -> None:
-    parsed = parse_cell_tags(["imports", "step:a"])
-    assert "second role" in parsed.errors[0]
+def test_two_roles_on_one_cell_follow_kale_and_warn() -> None:
+    # Kale: a special tag wins over step:, and the first special tag wins.
+    assert parse_cell_tags(["step:a", "skip"]).role == "skip"
+    both = parse_cell_tags(["imports", "step:a"])
+    assert both.role == "imports"
+    assert both.errors == []
+    assert both.warnings == [
+        "the cell is tagged both imports and step; it is treated as imports (as Kale does); "
+        "keep one of these tags"
+    ]
+    assert parse_cell_tags(["functions", "imports"]).role == "functions"
+
+
+def test_kale_report_and_notebook_tags() -> None:
+    assert parse_cell_tags(["step:a", "report:enabled"]).report is True
+    assert parse_cell_tags(["step:a", "report:disabled"]).report is False
+    assert "report:enabled or report:disabled" in parse_cell_tags(["report:x"]).errors[0]
+    (warning,) = parse_cell_tags(["notebook:other"]).warnings
+    assert "notebook: steps" in warning and "not supported" in warning
 
 
 def test_unknown_prefixed_tags_warn_and_plain_words_are_left_to_other_tools() -> None:

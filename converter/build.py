@@ -370,20 +370,18 @@ def _parameter(statement: ast.stmt, cell: _Cell, diagnostics: list[Diagnostic]) 
     return Parameter(target.id, kind, default, cell.index, cell.id)
 
 
+_PYTHON_TYPES: tuple[tuple[type, ParameterType], ...] = (
+    (bool, "bool"),  # before int: a bool is an int to isinstance
+    (int, "int"),
+    (float, "float"),
+    (str, "str"),
+    (list, "list"),
+    (dict, "dict"),
+)
+
+
 def _parameter_type(value: Any) -> ParameterType | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "dict"
-    return None
+    return next((kind for python, kind in _PYTHON_TYPES if isinstance(value, python)), None)
 
 
 def _metric_names(cells: list[_Cell], diagnostics: list[Diagnostic]) -> list[tuple[str, _Cell]]:

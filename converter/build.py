@@ -37,6 +37,7 @@ class CompileOptions:
     gpu_resource: str = "nvidia.com/gpu"
     gpu_label: str = "nvidia.com/gpu.product"
     gpu_tolerations: list[dict[str, str]] | None = None  # None: tolerate the GPU resource taint
+    local_only: bool = False  # for the local engines: no registry needed, so no warning
 
 
 @dataclass
@@ -516,7 +517,7 @@ def _name_images(
     base = options.base_image or settings.base_image or DEFAULT_BASE_IMAGE
     settings.base_image = base
     settings.registry = registry
-    if not registry:
+    if not registry and not options.local_only:
         diagnostics.append(
             Diagnostic(
                 "no registry is configured, so the pipeline's image can only be used by the local "

@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from cellpipe import __version__
+from cellpipe.errors import UserError
 
 if TYPE_CHECKING:
     from cellpipe.converter import Pipeline
 
 EXIT_USER_ERROR = 2
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, never as a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
         default="nvidia.com/gpu.product",
         help="node label whose value is the GPU type (default: nvidia.com/gpu.product)",
     )
+    run_cmd = commands.add_parser(
+        "run",
+        help="compile and run the notebook as its pipeline on this machine",
+        description="Compile and run the notebook as its pipeline on this machine.",
+    )
+    run_cmd.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb file")
+    run_cmd.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a pipeline parameter, typed by its default (repeatable)",
+    )
+    run_cmd.add_argument(
+        "--engine",
+        choices=["local", "kfp-local"],
+        default="local",
+        help="local: cellpipe's fast executor (default); kfp-local: the kfp SDK's kfp.local",
+    )
+    run_cmd.add_argument("--format", choices=["text", "json"], default="text")
+    run_cmd.add_argument("--no-cache", action="store_true", help="run every step again")
+    run_cmd.add_argument(
+        "--require-gpus",
+        action="store_true",
+        help="fail, rather than run on the CPU, when a step asks for GPUs this machine lacks",
+    )
     return parser
 
 
@@ -70,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compile":
             return compile_command(args, sys.stdout, sys.stderr)
+        if args.command == "run":
+            from cellpipe.run_command import run_command
+
+            return int(run_command(args, sys.stdout, sys.stderr))
     except UserError as exc:
         print(f"cellpipe: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,0 +1,70 @@
+"""Parameter values given at run time (`-p NAME=VALUE`), typed by the parameter's default."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from .model import Parameter
+
+
+class ParameterError(ValueError):
+    """A value that does not fit its parameter; the message says what to write."""
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def typed_value(parameter: Parameter, text: str) -> Any:
+    """`text` as the type of `parameter`'s default."""
+    kind = parameter.type
+    try:
+        if kind == "str":
+            return text
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.strip().lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise ValueError(text)
+        value = json.loads(text)
+    except ValueError:
+        raise ParameterError(
+            f"parameter {parameter.name!r} is {_article(kind)} (its default is "
+            f"{parameter.default!r}); {text!r} is not one"
+        ) from None
+    expected = list if kind == "list" else dict
+    if not isinstance(value, expected):
+        raise ParameterError(
+            f"parameter {parameter.name!r} is {_article(kind)} in JSON (its default is "
+            f"{json.dumps(parameter.default)}); {text!r} is not one"
+        )
+    return value
+
+
+def _article(kind: str) -> str:
+    return {"int": "an int", "float": "a float", "bool": "a bool (true or false)"}.get(
+        kind, f"a {kind}"
+    )
+
+
+def parameter_values(
+    parameters: dict[str, Parameter], assignments: Iterable[str]
+) -> dict[str, Any]:
+    """Defaults, overridden by each `NAME=VALUE` (split at the first '=')."""
+    values = {name: p.default for name, p in parameters.items()}
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ParameterError(f"-p {assignment!r}: write -p NAME=VALUE")
+        if name not in parameters:
+            known = ", ".join(parameters) or "none (the notebook has no parameters cell)"
+            raise ParameterError(f"-p {name}: no such parameter; the parameters are {known}")
+        values[name] = typed_value(parameters[name], text)
+    return values

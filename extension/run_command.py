@@ -1,0 +1,105 @@
+"""`cellpipe run`: compile, run on this machine, follow the steps, print the metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TextIO
+
+from cellpipe.errors import UserError
+
+EXIT_STEP_FAILED = 1
+EXIT_USER_ERROR = 2
+
+
+def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from cellpipe.converter import CompileOptions, NotebookError, load_pipeline
+    from cellpipe.converter.params import ParameterError, parameter_values
+    from cellpipe.launcher import LocalEngine, RunRequest
+    from cellpipe.launcher.local_engine import machine_has_gpu
+
+    notebook = Path(args.notebook)
+    try:
+        pipeline = load_pipeline(notebook, CompileOptions(local_only=True))
+    except NotebookError as exc:
+        raise UserError(f"{notebook}: {exc}") from None
+    for warning in pipeline.warnings:
+        print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
+    if pipeline.errors:
+        for error in pipeline.errors:
+            print(f"cellpipe: error: {error.for_people(str(notebook))}", file=err)
+        return EXIT_USER_ERROR
+    try:
+        parameters = parameter_values(pipeline.parameters, args.parameter)
+    except ParameterError as exc:
+        raise UserError(f"{notebook}: {exc}") from None
+    gpu_steps = [s for s in pipeline.steps if s.resources.gpu]
+    if gpu_steps and not machine_has_gpu():
+        names = ", ".join(
+            f"{s.name!r} ({s.resources.gpu.count})" for s in gpu_steps if s.resources.gpu
+        )
+        if args.require_gpus:
+            raise UserError(f"{notebook}: steps {names} ask for GPUs and this machine has none")
+        print(
+            f"cellpipe: warning: {notebook}: steps {names} ask for GPUs; this machine has none, "
+            "so they run on the CPU (--require-gpus makes this an error)",
+            file=err,
+        )
+    if args.engine == "kfp-local":
+        from cellpipe.launcher.kfp_local import KfpLocalEngine
+
+        engine: LocalEngine | KfpLocalEngine = KfpLocalEngine()
+    else:
+        engine = LocalEngine()
+    listener = None if args.format == "json" else _progress(out)
+    record = engine.run(
+        RunRequest(pipeline, notebook, parameters, use_cache=not args.no_cache), listener
+    )
+    failed = [s for s in record.steps.values() if s.status == "Failed"]
+    for step in failed:
+        print(f"cellpipe: step {step.name!r} failed:\n{step.details or step.error}", file=err)
+    if record.status != "Succeeded" and not failed and record.error:
+        print(f"cellpipe: run {record.run_id} {record.status}: {record.error}", file=err)
+    if args.format == "json":
+        result = record.to_json()
+        print(
+            json.dumps(
+                {
+                    k: result[k]
+                    for k in ("run_id", "status", "metrics", "steps", "outputs", "error")
+                },
+                indent=2,
+            ),
+            file=out,
+        )
+    else:
+        _summary(record, out)
+    return 0 if record.status == "Succeeded" else EXIT_STEP_FAILED
+
+
+def _progress(out: TextIO):  # type: ignore[no-untyped-def]
+    def listener(event: str, step: object) -> None:
+        from cellpipe.launcher import StepRecord
+
+        assert isinstance(step, StepRecord)
+        if event == "started":
+            print(f"  ... {step.name}", file=out, flush=True)
+        elif event == "cached":
+            print(f"  ok  {step.name} (cached)", file=out, flush=True)
+        else:
+            mark = {"Succeeded": "ok ", "Failed": "FAIL", "Cancelled": "skip"}.get(step.status, "?")
+            seconds = f" {step.seconds:.2f} s" if step.seconds is not None else ""
+            print(f"  {mark} {step.name}{seconds}", file=out, flush=True)
+
+    return listener
+
+
+def _summary(record: object, out: TextIO) -> None:
+    from cellpipe.launcher import RunRecord
+
+    assert isinstance(record, RunRecord)
+    print(f"run {record.run_id}: {record.status}", file=out)
+    for name, value in record.metrics.items():
+        print(f"  {name} = {value:g}", file=out)
+    print(f"outputs: {record.outputs}", file=out)

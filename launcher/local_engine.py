@@ -1,0 +1,273 @@
+"""The `local` engine: the compiled pipeline on this machine, fast, with a step cache.
+
+It plans (which steps can reuse cached outputs), hands the plan to the runtime's warm
+fork-per-step executor (cellpipe.runtime.local), and turns the executor's events into run
+records.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cellpipe import __version__
+from cellpipe.converter.bundle import make_bundle
+from cellpipe.converter.model import Pipeline
+
+from .store import RunRecord, RunStore, StepRecord, cellpipe_home
+
+RESULT_FILE = "cellpipe-result.json"
+LOG_FILE = "cellpipe-log.txt"
+_HASH_WHOLE_FILE_BELOW = 64 << 20
+
+StepListener = Callable[[str, StepRecord], None]  # (event, step)
+
+
+@dataclass
+class RunRequest:
+    pipeline: Pipeline
+    notebook: Path
+    parameters: dict[str, Any]
+    use_cache: bool = True
+    max_parallel: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def machine_has_gpu() -> bool:
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(self, store: RunStore | None = None, home: Path | None = None) -> None:
+        self.home = home or cellpipe_home()
+        self.store = store or RunStore(self.home / "runs.sqlite")
+
+    def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:
+        pipeline = request.pipeline
+        workdir = request.notebook.resolve().parent
+        bundle = make_bundle(pipeline, str(workdir))
+        record = self.store.create(
+            str(request.notebook.resolve()),
+            pipeline.settings.name,
+            self.name,
+            request.parameters,
+            [(s.name, s.task) for s in pipeline.steps],
+            self.home / "runs",
+        )
+        run_dir = Path(record.outputs)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "bundle.json").write_text(json.dumps(bundle))
+        plan = self._plan(bundle, request, workdir, run_dir)
+        by_task = {s.task: s for s in record.steps.values()}
+        for task in plan["cached"]:
+            step = by_task[task]
+            result = json.loads((Path(plan["outputs"][task]) / RESULT_FILE).read_text())
+            step.status, step.cached, step.seconds = "Succeeded", True, 0.0
+            step.outputs = plan["outputs"][task]
+            self.store.update_step(record.run_id, step)
+            record.metrics.update(result.get("metrics", {}))
+            if listener:
+                listener("cached", step)
+        record.status = "Running"
+        self.store.update_run(record)
+        self._execute(record, plan, by_task, run_dir, listener)
+        return record
+
+    # -- planning -------------------------------------------------------------------------
+    def _plan(
+        self, bundle: dict[str, Any], request: RunRequest, workdir: Path, run_dir: Path
+    ) -> dict[str, Any]:
+        keys = step_keys(bundle, request.parameters, workdir, request.pipeline)
+        outputs = {task: str(self.home / "cache" / key) for task, key in keys.items()}
+        cached = []
+        for task, step in bundle["steps"].items():
+            result = Path(outputs[task]) / RESULT_FILE
+            reusable = request.use_cache and step["cache"] and result.exists()
+            if reusable and json.loads(result.read_text()).get("status") == "Succeeded":
+                cached.append(task)
+            elif Path(outputs[task]).exists():
+                shutil.rmtree(outputs[task])
+        inputs = {
+            task: {n: str(Path(outputs[p]) / n) for n, p in step["received_from"].items()}
+            for task, step in bundle["steps"].items()
+        }
+        plan = {
+            "bundle": str(run_dir / "bundle.json"),
+            "workdir": str(workdir),
+            "parameters": request.parameters,
+            "run": [t for t in bundle["steps"] if t not in cached],
+            "cached": cached,
+            "outputs": outputs,
+            "inputs": inputs,
+            "max_parallel": request.max_parallel,
+        }
+        for task, directory in outputs.items():  # browseable: runs/ID/steps/TASK
+            link = run_dir / "steps" / task
+            link.parent.mkdir(exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(directory, target_is_directory=True)
+        return plan
+
+    # -- execution ------------------------------------------------------------------------
+    def _execute(
+        self,
+        record: RunRecord,
+        plan: dict[str, Any],
+        by_task: dict[str, StepRecord],
+        run_dir: Path,
+        listener: StepListener | None,
+    ) -> None:
+        read_end, write_end = os.pipe()
+        plan["events_fd"] = write_end
+        plan_path = run_dir / "plan.json"
+        plan_path.write_text(json.dumps(plan))
+        with open(run_dir / "prelude-log.txt", "wb") as prelude_log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cellpipe.runtime.local", str(plan_path)],
+                pass_fds=(write_end,),
+                stdin=subprocess.DEVNULL,
+                stdout=prelude_log,
+                stderr=subprocess.STDOUT,
+            )
+        os.close(write_end)
+        try:
+            with open(read_end, encoding="utf-8") as events:
+                for line in events:
+                    self._on_event(record, json.loads(line), by_task, plan, listener)
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+            record.error = "cancelled"
+        self._finish(record, process.returncode, by_task, run_dir)
+
+    def _on_event(
+        self,
+        record: RunRecord,
+        event: dict[str, Any],
+        by_task: dict[str, StepRecord],
+        plan: dict[str, Any],
+        listener: StepListener | None,
+    ) -> None:
+        kind = event["event"]
+        if kind == "prelude_failed":
+            record.error = f"{event['error']}\n{event.get('details', '')}".strip()
+            return
+        if kind == "no_fork":
+            record.error = None
+            return
+        step = by_task[event["task"]]
+        if kind == "started":
+            step.status = "Running"
+        else:
+            step.status = event["status"]
+            step.seconds = event.get("seconds")
+            step.error = event.get("error")
+            step.details = event.get("details")
+            step.outputs = plan["outputs"][step.task]
+            record.metrics.update(event.get("metrics") or {})
+        self.store.update_step(record.run_id, step)
+        if listener:
+            listener(kind, step)
+
+    def _finish(
+        self,
+        record: RunRecord,
+        returncode: int | None,
+        by_task: dict[str, StepRecord],
+        run_dir: Path,
+    ) -> None:
+        if returncode not in (0, 1) and not record.error:
+            log = (run_dir / "prelude-log.txt").read_text(errors="replace")[-4000:]
+            record.error = f"the local executor stopped (status {returncode}):\n{log}"
+        statuses = {s.status for s in by_task.values()}
+        if record.error == "cancelled" or (statuses == {"Cancelled"} and returncode != 0):
+            record.status = "Cancelled"
+        elif statuses == {"Succeeded"} and returncode == 0:
+            record.status = "Succeeded"
+        else:
+            record.status = "Failed"
+            failed = [s for s in by_task.values() if s.status == "Failed"]
+            if failed and not record.error:
+                record.error = f"step {failed[0].name!r} failed: {failed[0].error}"
+            record.error = record.error or f"the local executor ended with status {returncode}"
+        for step in by_task.values():
+            if step.status in ("Pending", "Running"):
+                step.status = "Cancelled"
+                step.error = step.error or "the run ended before this step finished"
+                self.store.update_step(record.run_id, step)
+        record.finished = time.time()
+        self.store.update_run(record)
+
+
+def step_keys(
+    bundle: dict[str, Any], parameters: dict[str, Any], workdir: Path, pipeline: Pipeline
+) -> dict[str, str]:
+    """A content key per step: same key, same outputs (so they can be reused)."""
+    prelude = [c["source"] for c in bundle["prelude"]]
+    bases = {s.task: s.base_image or pipeline.settings.base_image for s in pipeline.steps}
+    keys: dict[str, str] = {}
+    remaining = list(bundle["steps"])
+    while remaining:
+        for task in remaining:
+            step = bundle["steps"][task]
+            if all(p in keys for p in step["after"]):
+                break
+        remaining.remove(task)
+        content = {
+            "cellpipe": __version__,
+            "python": sys.version,
+            "prelude": prelude,
+            "cells": [c["source"] for c in step["cells"]],
+            "parameters": {n: parameters[n] for n in step["parameters"]},
+            "receives": {n: keys[p] for n, p in step["received_from"].items()},
+            "after": [keys[p] for p in step["after"]],
+            "hands_on": step["hands_on"],
+            "metrics": step["metrics"],
+            "image": bases[task],
+            "files": _named_files(step["cells"], workdir),
+            # A step that must not be cached gets a key of its own each run, so the steps
+            # after it run again too.
+            "nonce": None if step["cache"] else uuid.uuid4().hex,
+        }
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
+        keys[task] = f"{task}-{digest.hexdigest()[:20]}"
+    return keys
+
+
+def _named_files(cells: list[dict[str, Any]], workdir: Path) -> dict[str, str]:
+    """Files in the notebook's folder that the step's code names in a string literal."""
+    found: dict[str, str] = {}
+    for cell in cells:
+        try:
+            tree = ast.parse(cell["source"])
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+                if 0 < len(text) < 512 and "\n" not in text and "\0" not in text:
+                    path = workdir / text
+                    if path.is_file():
+                        found[text] = _file_fingerprint(path)
+    return found
+
+
+def _file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    if stat.st_size > _HASH_WHOLE_FILE_BELOW:
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()

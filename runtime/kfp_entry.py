@@ -1,0 +1,111 @@
+"""The entry the kfp executor calls in every cellpipe step (`--function_to_execute
+cellpipe_step`).
+
+kfp's executor maps inputs and outputs through the function's signature, so the signature is
+built here from the step's own declaration in the bundle; the body runs the step with the
+cellpipe runtime. The bundle (the steps' code and data flow) is baked into the image at
+CELLPIPE_BUNDLE, or pointed at by the local engines.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import values
+from .step import StepFailed, fresh_main, run_prelude, run_step
+
+DEFAULT_BUNDLE = "/cellpipe/bundle.json"
+METRICS_OUTPUT = "cellpipe_metrics"
+_PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
+
+
+def _argument(flag: str) -> str:
+    argv = sys.argv
+    if flag in argv and argv.index(flag) + 1 < len(argv):
+        return argv[argv.index(flag) + 1]
+    raise SystemExit(f"cellpipe: the step was started without {flag}")
+
+
+def _load_bundle() -> dict[str, Any]:
+    path = Path(os.environ.get("CELLPIPE_BUNDLE", DEFAULT_BUNDLE))
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
+    step = bundle["steps"][task]
+    workdir = os.environ.get("CELLPIPE_WORKDIR") or bundle.get("workdir") or "."
+    if Path(workdir).is_dir():
+        os.chdir(workdir)
+        sys.path.insert(0, str(Path(workdir).resolve()))
+    namespace = fresh_main()
+    try:
+        run_prelude(bundle, namespace)
+        scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"cellpipe-{task}-{os.getpid()}"
+        result = run_step(
+            bundle,
+            task,
+            namespace,
+            {name: kwargs[name] for name in step["parameters"]},
+            lambda name: values.load(Path(kwargs[name].path)),
+            scratch,
+            echo=sys.stdout,
+        )
+    except StepFailed as exc:
+        print(exc.details, file=sys.stderr)
+        raise SystemExit(1) from None
+    for name, fmt in result.outputs.items():
+        artifact = kwargs[name]
+        _move(scratch / name, Path(artifact.path))
+        artifact.metadata["cellpipe_format"] = fmt
+    if step["metrics"]:
+        for name, number in result.metrics.items():
+            kwargs[METRICS_OUTPUT].log_metric(name, number)
+
+
+def _move(source: Path, destination: Path) -> None:
+    import shutil
+
+    if destination.exists():
+        shutil.rmtree(destination) if destination.is_dir() else destination.unlink()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(source), str(destination))
+
+
+def _make_entry() -> Any:
+    from kfp.dsl import Artifact, Input, Metrics, Output
+
+    bundle = _load_bundle()
+    task = _argument("--cellpipe_step")
+    step = bundle["steps"][task]
+    parameters: list[inspect.Parameter] = []
+    kind = inspect.Parameter.KEYWORD_ONLY
+    annotations: dict[str, Any] = {}
+    for name in step["parameters"]:
+        annotations[name] = _PYTHON_TYPES[bundle["parameters"][name]["type"]]
+    for name in step["receives"]:
+        annotations[name] = Input[Artifact]
+    for name in step["hands_on"]:
+        annotations[name] = Output[Artifact]
+    if step["metrics"]:
+        annotations[METRICS_OUTPUT] = Output[Metrics]
+    parameters = [inspect.Parameter(n, kind, annotation=a) for n, a in annotations.items()]
+
+    def cellpipe_step(**kwargs: Any) -> None:
+        _run(bundle, task, kwargs)
+
+    cellpipe_step.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    cellpipe_step.__annotations__ = dict(annotations)
+    return cellpipe_step
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use: the executor imports this module with its own arguments in argv.
+    if name == "cellpipe_step":
+        return _make_entry()
+    raise AttributeError(name)

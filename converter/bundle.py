@@ -35,6 +35,7 @@ def make_bundle(pipeline: Pipeline, workdir: str | None = None) -> dict[str, Any
                 "cells": _cells(step.cells),
                 "after": [tasks[name] for name in step.after],
                 "receives": list(step.receives),
+                "input_artifacts": step.input_artifact_names(),
                 "received_from": {n: tasks[p] for n, p in step.received_from.items()},
                 "hands_on": list(step.hands_on),
                 "parameters": list(step.parameters),

@@ -58,8 +58,8 @@ def step_component(step: Step, pipeline: Pipeline) -> python_component.PythonCom
     for name in step.parameters:
         kfp_type = _PARAMETER_TYPES[pipeline.parameters[name].type][0]
         inputs[name] = structures.InputSpec(type=kfp_type)
-    for name in step.receives:
-        inputs[name] = structures.InputSpec(type=ARTIFACT_TYPE)
+    for input_name in step.input_artifact_names().values():
+        inputs[input_name] = structures.InputSpec(type=ARTIFACT_TYPE)
     outputs = {name: structures.OutputSpec(type=ARTIFACT_TYPE) for name in step.hands_on}
     if step.metrics:
         outputs[METRICS_OUTPUT] = structures.OutputSpec(type=METRICS_TYPE)
@@ -100,8 +100,8 @@ def pipeline_function(pipeline: Pipeline, options: CompileOptions) -> Callable[.
         tasks: dict[str, dsl.PipelineTask] = {}
         for step in steps:
             arguments: dict[str, Any] = {n: channels[n] for n in step.parameters}
-            for name in step.receives:
-                arguments[name] = tasks[step.received_from[name]].outputs[name]
+            for name, input_name in step.input_artifact_names().items():
+                arguments[input_name] = tasks[step.received_from[name]].outputs[name]
             task = components[step.name](**arguments)
             task.set_display_name(step.name)
             for parent in step.after:

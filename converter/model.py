@@ -152,6 +152,27 @@ class Step:
     def first_cell(self) -> CellCode:
         return self.cells[0]
 
+    def input_artifact_names(self) -> dict[str, str]:
+        """The KFP input name of each received value.
+
+        A step that receives a value and hands it on changed has an input and an output of
+        the same variable; a component cannot declare one name twice, so such an input is
+        called NAME_in (NAME_in2... should that be taken too). Outputs keep the variable's
+        name, so what a step hands on reads plainly in the KFP UI.
+        """
+        taken = set(self.hands_on) | set(self.parameters) | set(self.receives)
+        names = {}
+        for name in self.receives:
+            if name not in self.hands_on:
+                names[name] = name
+                continue
+            candidate, n = f"{name}_in", 2
+            while candidate in taken:
+                candidate, n = f"{name}_in{n}", n + 1
+            taken.add(candidate)
+            names[name] = candidate
+        return names
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -52,7 +52,7 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
             task,
             namespace,
             {name: kwargs[name] for name in step["parameters"]},
-            lambda name: values.load(Path(kwargs[name].path)),
+            lambda name: values.load(Path(kwargs[step["input_artifacts"][name]].path)),
             scratch,
             echo=sys.stdout,
         )
@@ -88,8 +88,8 @@ def _make_entry() -> Any:
     annotations: dict[str, Any] = {}
     for name in step["parameters"]:
         annotations[name] = _PYTHON_TYPES[bundle["parameters"][name]["type"]]
-    for name in step["receives"]:
-        annotations[name] = Input[Artifact]
+    for input_name in step["input_artifacts"].values():
+        annotations[input_name] = Input[Artifact]
     for name in step["hands_on"]:
         annotations[name] = Output[Artifact]
     if step["metrics"]:

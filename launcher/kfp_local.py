@@ -1,0 +1,133 @@
+"""The `kfp-local` engine: the compiled pipeline as the kfp SDK itself runs it (kfp.local).
+
+The reference for the `local` engine: the same components and the same runtime, driven by
+kfp.local's SubprocessRunner (one process per step). It reports the steps when the run ends:
+kfp.local runs a pipeline in one blocking call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cellpipe.converter import CompileOptions, compile_yaml
+from cellpipe.converter.bundle import make_bundle
+
+from .local_engine import RunRequest, StepListener
+from .store import RunRecord, RunStore, cellpipe_home
+
+EXECUTOR_OUTPUT = "executor_output.json"
+METRICS_OUTPUT = "cellpipe_metrics"
+
+
+@contextlib.contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class KfpLocalEngine:
+    name = "kfp-local"
+
+    def __init__(self, store: RunStore | None = None, home: Path | None = None) -> None:
+        self.home = home or cellpipe_home()
+        self.store = store or RunStore(self.home / "runs.sqlite")
+
+    def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:
+        from kfp import dsl, local
+
+        from cellpipe.converter.kfp_ir import pipeline_function
+
+        pipeline = request.pipeline
+        workdir = request.notebook.resolve().parent
+        record = self.store.create(
+            str(request.notebook.resolve()),
+            pipeline.settings.name,
+            self.name,
+            request.parameters,
+            [(s.name, s.task) for s in pipeline.steps],
+            self.home / "runs",
+        )
+        run_dir = Path(record.outputs)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        bundle_path = run_dir / "bundle.json"
+        bundle_path.write_text(json.dumps(make_bundle(pipeline, str(workdir))))
+        options = CompileOptions(local_only=True)
+        (run_dir / "pipeline.yaml").write_text(compile_yaml(pipeline, options))
+        record.status = "Running"
+        self.store.update_run(record)
+        kfp_root = run_dir / "kfp"
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(kfp_root),
+            raise_on_error=False,
+        )
+        graph = dsl.pipeline(name=pipeline.settings.name)(pipeline_function(pipeline, options))
+        with (
+            _environment(CELLPIPE_BUNDLE=str(bundle_path), CELLPIPE_WORKDIR=str(workdir)),
+            open(run_dir / "kfp-local-log.txt", "w") as log,
+            contextlib.redirect_stdout(log),
+        ):
+            try:
+                with warnings.catch_warnings():
+                    # kfp.local warns that our image name lacks "python"; the step runs in this
+                    # environment, which has the runtime (ENVIRONMENT.md).
+                    warnings.filterwarnings("ignore", "You may be attemping", RuntimeWarning)
+                    graph(**request.parameters)
+            except Exception as exc:  # kfp.local raises for what it cannot start
+                record.error = f"kfp.local: {type(exc).__name__}: {exc}"
+        self._collect(record, kfp_root, listener)
+        return record
+
+    def _collect(self, record: RunRecord, kfp_root: Path, listener: StepListener | None) -> None:
+        runs = (
+            sorted(kfp_root.iterdir(), key=lambda p: p.stat().st_mtime) if kfp_root.exists() else []
+        )
+        task_roots = {p.name: p for p in runs[-1].iterdir()} if runs else {}
+        for step in record.steps.values():
+            root = task_roots.get(step.task)
+            output = root / EXECUTOR_OUTPUT if root else None
+            if output is not None and output.exists():
+                step.status = "Succeeded"
+                step.outputs = str(root)
+                record.metrics.update(_metrics(json.loads(output.read_text())))
+            elif root is not None:
+                step.status = "Failed"
+                step.error = (
+                    f"failed under kfp.local; see {root.parent.parent.parent}/kfp-local-log.txt"
+                )
+            else:
+                step.status = "Cancelled"
+                step.error = "not run: a step before it failed"
+            self.store.update_step(record.run_id, step)
+            if listener:
+                listener("finished", step)
+        statuses = {s.status for s in record.steps.values()}
+        record.status = "Succeeded" if statuses == {"Succeeded"} and not record.error else "Failed"
+        if record.status == "Failed" and not record.error:
+            failed = [s.name for s in record.steps.values() if s.status == "Failed"]
+            record.error = f"step {failed[0]!r} failed" if failed else "the run failed"
+        record.finished = time.time()
+        self.store.update_run(record)
+
+
+def _metrics(executor_output: dict[str, Any]) -> dict[str, float]:
+    artifacts = executor_output.get("artifacts", {}).get(METRICS_OUTPUT, {}).get("artifacts", [])
+    metrics: dict[str, float] = {}
+    for artifact in artifacts:
+        metrics.update(artifact.get("metadata", {}))
+    return metrics

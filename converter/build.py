@@ -71,7 +71,7 @@ def build_pipeline(
     diagnostics = pipeline.diagnostics
     diagnostics.extend(Diagnostic(m, severity="warning") for m in settings.warnings)
     diagnostics.extend(Diagnostic(m) for m in settings.errors)
-    cells = _read_cells(notebook.get("cells") or [], options, diagnostics)
+    cells = _read_cells(notebook.get("cells") or [], options, diagnostics, pipeline.requirements)
     collected = _group(cells, diagnostics)
     if not collected.steps:
         if not pipeline.errors:
@@ -98,7 +98,10 @@ def build_pipeline(
 
 
 def _read_cells(
-    raw_cells: list[Any], options: CompileOptions, diagnostics: list[Diagnostic]
+    raw_cells: list[Any],
+    options: CompileOptions,
+    diagnostics: list[Diagnostic],
+    requirements: list[str],
 ) -> list[_Cell]:
     cells = []
     for index, cell in enumerate(raw_cells):
@@ -130,6 +133,7 @@ def _read_cells(
         if prepared.error:
             problems.append((prepared.error, "error"))
         cells.append(_Cell(index, cell_id, parsed, prepared.code, prepared.tree, problems))
+        requirements.extend(r for r in prepared.requirements if r not in requirements)
     return cells
 
 

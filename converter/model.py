@@ -240,6 +240,7 @@ class Pipeline:
     parameters: dict[str, Parameter] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=list)
     image: str = ""
+    requirements: list[str] = field(default_factory=list)  # from !pip / %pip install lines
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
@@ -266,6 +267,7 @@ class Pipeline:
             "parameters": {name: p.default for name, p in self.parameters.items()},
             "parameter_types": {name: p.type for name, p in self.parameters.items()},
             "metrics": list(self.metrics),
+            "requirements": list(self.requirements),
             "warnings": [d.to_json() for d in self.warnings],
             "errors": [d.to_json() for d in self.errors],
         }

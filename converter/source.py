@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from dataclasses import dataclass, field
 
 _LINE_MAGIC = re.compile(r"^(\s*)(?:[A-Za-z_][\w.]*\s*=\s*)?[%!]")
@@ -22,6 +23,7 @@ class CellSource:
     tree: ast.Module | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    requirements: list[str] = field(default_factory=list)  # from !pip / %pip install lines
 
 
 def prepare(source: str) -> CellSource:
@@ -43,10 +45,19 @@ def prepare(source: str) -> CellSource:
     for line in lines:
         match = _LINE_MAGIC.match(line)
         if match and not _is_python_line(line):
-            result.warnings.append(
-                f"{line.strip()!r} is left out: magics and shell commands do not run in a "
-                "pipeline step (requirements go in requirements.txt)"
-            )
+            installs = pip_install_arguments(line)
+            if installs is not None:
+                result.requirements.extend(installs.requirements)
+                if installs.options:
+                    result.warnings.append(
+                        f"{line.strip()!r}: the pip options {' '.join(installs.options)} are not "
+                        "carried into the pipeline; list packages in requirements.txt instead"
+                    )
+            else:
+                result.warnings.append(
+                    f"{line.strip()!r} is left out: magics and shell commands do not run in a "
+                    "pipeline step"
+                )
             kept.append(f"{match.group(1)}pass  # cellpipe: {line.strip()}")
         else:
             kept.append(line)
@@ -58,6 +69,64 @@ def prepare(source: str) -> CellSource:
             f"syntax error on line {exc.lineno}: {exc.msg}; fix the cell or tag it 'skip'"
         )
     return result
+
+
+_PIP_INSTALL = re.compile(r"^\s*[!%]\s*(?:python3?\s+-m\s+)?pip3?\s+install\s+(.*)$")
+
+
+@dataclass
+class PipInstall:
+    requirements: list[str]
+    options: list[str]  # pip options other than quiet/upgrade, which a step cannot honour
+
+
+def pip_install_arguments(line: str) -> PipInstall | None:
+    """The requirements of a `!pip install X Y` or `%pip install X` line."""
+    match = _PIP_INSTALL.match(line)
+    if match is None:
+        return None
+    try:
+        words = shlex.split(match.group(1))
+    except ValueError:
+        return None
+    found = PipInstall([], [])
+    takes_value = False
+    for word in words:
+        if takes_value:
+            found.options[-1] += f" {word}"
+            takes_value = False
+        elif word.startswith("-"):
+            if word not in _HARMLESS_PIP_FLAGS:
+                found.options.append(word)
+            # `-r FILE`, `-i URL`, `--index-url URL`... take the next word as their value.
+            takes_value = word in _PIP_OPTIONS_WITH_VALUE
+        else:
+            found.requirements.append(word)
+    return found
+
+
+_HARMLESS_PIP_FLAGS = frozenset({"-q", "--quiet", "-U", "--upgrade", "--no-cache-dir", "--user"})
+
+
+_PIP_OPTIONS_WITH_VALUE = frozenset(
+    {
+        "-r",
+        "--requirement",
+        "-c",
+        "--constraint",
+        "-i",
+        "--index-url",
+        "--extra-index-url",
+        "-f",
+        "--find-links",
+        "-t",
+        "--target",
+        "--prefix",
+        "--root",
+        "-e",
+        "--editable",
+    }
+)
 
 
 def _is_python_line(line: str) -> bool:

@@ -356,8 +356,17 @@ def test_files_passed_between_steps_are_warned_about() -> None:
 
 
 def test_magics_are_left_out_with_a_warning_and_bash_cells_are_errors() -> None:
-    pipeline = build((["step:a"], "%matplotlib inline\n!pip install x\nfiles = !ls\nx = 1"))
+    pipeline = build(
+        (
+            ["step:a"],
+            "%matplotlib inline\n!pip install -q -r reqs.txt 'scikit-learn>=1.4' x\n"
+            "files = !ls\nx = 1",
+        ),
+        ([], "%pip install pandas\n%%time\ny = x"),
+    )
     assert len([w for w in warnings_of(pipeline) if "is left out" in w]) == 3
+    assert pipeline.requirements == ["scikit-learn>=1.4", "x", "pandas"]
+    assert any("-r reqs.txt are not carried" in w for w in warnings_of(pipeline))
     assert pipeline.step("a").cells[0].source.splitlines()[-1] == "x = 1"
     bash = build((["step:a"], "%%bash\necho hi"))
     assert "the cell magic %%bash is not Python" in error_messages(bash)[0]

@@ -24,13 +24,16 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-# The main job on the embedded default: compile the example notebook.
+# The main job on the embedded default: compile the example notebook, then run it here as a
+# pipeline (steps forked from one warm process) and print its metrics.
 demo: $(STAMP)
 	mkdir -p out
 	$(BIN)/cellpipe compile examples/iris_cellpipe.ipynb -o out/iris_cellpipe.yaml
+	$(BIN)/cellpipe run examples/iris_cellpipe.ipynb
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
+	$(BIN)/python benchmarks/bench_run.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cellpipe.errors import UserError
+from cellpipe.progress import progress_for
 
 EXIT_STEP_FAILED = 1
 EXIT_USER_ERROR = 2
@@ -52,10 +53,16 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         engine: LocalEngine | KfpLocalEngine = KfpLocalEngine()
     else:
         engine = LocalEngine()
-    listener = None if args.format == "json" else _progress(out)
-    record = engine.run(
-        RunRequest(pipeline, notebook, parameters, use_cache=not args.no_cache), listener
+    progress = (
+        None if args.format == "json" else progress_for(out, [s.name for s in pipeline.steps])
     )
+    try:
+        record = engine.run(
+            RunRequest(pipeline, notebook, parameters, use_cache=not args.no_cache), progress
+        )
+    finally:
+        if progress:
+            progress.close()
     failed = [s for s in record.steps.values() if s.status == "Failed"]
     for step in failed:
         print(f"cellpipe: step {step.name!r} failed:\n{step.details or step.error}", file=err)
@@ -76,23 +83,6 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         _summary(record, out)
     return 0 if record.status == "Succeeded" else EXIT_STEP_FAILED
-
-
-def _progress(out: TextIO):  # type: ignore[no-untyped-def]
-    def listener(event: str, step: object) -> None:
-        from cellpipe.launcher import StepRecord
-
-        assert isinstance(step, StepRecord)
-        if event == "started":
-            print(f"  ... {step.name}", file=out, flush=True)
-        elif event == "cached":
-            print(f"  ok  {step.name} (cached)", file=out, flush=True)
-        else:
-            mark = {"Succeeded": "ok ", "Failed": "FAIL", "Cancelled": "skip"}.get(step.status, "?")
-            seconds = f" {step.seconds:.2f} s" if step.seconds is not None else ""
-            print(f"  {mark} {step.name}{seconds}", file=out, flush=True)
-
-    return listener
 
 
 def _summary(record: object, out: TextIO) -> None:

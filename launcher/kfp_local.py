@@ -19,7 +19,7 @@ from typing import Any
 from cellpipe.converter import CompileOptions, compile_yaml
 from cellpipe.converter.bundle import make_bundle
 
-from .local_engine import RunRequest, StepListener
+from .local_engine import RunRequest, StepListener, guarded
 from .store import RunRecord, RunStore, cellpipe_home
 
 EXECUTOR_OUTPUT = "executor_output.json"
@@ -48,6 +48,7 @@ class KfpLocalEngine:
         self.store = store or RunStore(self.home / "runs.sqlite")
 
     def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:
+        listener = guarded(listener)
         from kfp import dsl, local
 
         from cellpipe.converter.kfp_ir import pipeline_function

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -31,7 +32,28 @@ RESULT_FILE = "cellpipe-result.json"
 LOG_FILE = "cellpipe-log.txt"
 _HASH_WHOLE_FILE_BELOW = 64 << 20
 
+log = logging.getLogger(__name__)
+
 StepListener = Callable[[str, StepRecord], None]  # (event, step)
+
+
+def guarded(listener: StepListener | None) -> StepListener | None:
+    """The display, made harmless: one that breaks (a closed pipe) must not stop the run."""
+    if listener is None:
+        return None
+    broken = False
+
+    def guarded_listener(event: str, step: StepRecord) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            listener(event, step)
+        except Exception as exc:  # the run matters more than its display
+            broken = True
+            log.warning("progress display stopped, the run goes on: %r", exc)
+
+    return guarded_listener
 
 
 @dataclass
@@ -42,6 +64,14 @@ class RunRequest:
     use_cache: bool = True
     max_parallel: int | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Parameters not given take the notebook's defaults, as in a KFP run.
+        unknown = sorted(set(self.parameters) - set(self.pipeline.parameters))
+        if unknown:
+            raise ValueError(f"the pipeline has no parameters {', '.join(unknown)}")
+        defaults = {name: p.default for name, p in self.pipeline.parameters.items()}
+        self.parameters = {**defaults, **self.parameters}
 
 
 def machine_has_gpu() -> bool:
@@ -56,6 +86,7 @@ class LocalEngine:
         self.store = store or RunStore(self.home / "runs.sqlite")
 
     def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:
+        listener = guarded(listener)
         pipeline = request.pipeline
         workdir = request.notebook.resolve().parent
         bundle = make_bundle(pipeline, str(workdir))
@@ -148,11 +179,15 @@ class LocalEngine:
                 for line in events:
                     self._on_event(record, json.loads(line), by_task, plan, listener)
             process.wait()
-        except KeyboardInterrupt:
+        except BaseException as exc:  # Ctrl-C, or anything else: stop the steps, keep the record
             process.terminate()
             process.wait()
-            record.error = "cancelled"
-        self._finish(record, process.returncode, by_task, run_dir)
+            record.error = "cancelled" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+            self._finish(record, process.returncode, by_task, run_dir)
+            if not isinstance(exc, KeyboardInterrupt):
+                raise
+        else:
+            self._finish(record, process.returncode, by_task, run_dir)
 
     def _on_event(
         self,

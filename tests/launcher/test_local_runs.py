@@ -75,7 +75,9 @@ def notebook_metrics(path: Path, metrics: list[str]) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("name", ["iris_cellpipe", "iris_kale", "branches"])
+@pytest.mark.parametrize(
+    "name", [*sorted(p.stem for p in (ROOT / "examples").glob("*.ipynb")), "branches"]
+)
 def test_metrics_equal_the_notebook_run_top_to_bottom(
     name: str, engine: str, home: Path, tmp_path: Path
 ) -> None:
@@ -259,3 +261,26 @@ def test_working_directory_is_the_notebooks_folder(home: Path, tmp_path: Path) -
     rerun = run_json(home, str(path))
     assert rerun["metrics"] == {"n_rows": 1.0}  # a changed file named by a step reruns it
     assert not rerun["steps"]["read"]["cached"]
+
+
+def test_a_broken_display_does_not_stop_the_run(
+    home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cellpipe.converter import CompileOptions, load_pipeline
+    from cellpipe.launcher import LocalEngine, RunRequest, RunStore, StepRecord
+
+    path = write(tmp_path / "branches.ipynb", BRANCHES)
+    seen: list[str] = []
+
+    def closed_pipe(event: str, step: StepRecord) -> None:
+        seen.append(event)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    pipeline = load_pipeline(path, CompileOptions(local_only=True))
+    engine = LocalEngine(RunStore(home / "runs.sqlite"), home)
+    record = engine.run(RunRequest(pipeline, path, {}), closed_pipe)
+    assert seen == ["started"]  # the display is dropped after it breaks, once
+    assert "progress display stopped, the run goes on" in caplog.text
+    assert record.status == "Succeeded"
+    stored = engine.store.get(record.run_id)
+    assert stored is not None and stored.status == "Succeeded"

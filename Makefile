@@ -17,8 +17,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check converter runtime launcher extension tests benchmarks
-	$(BIN)/ruff format --check converter runtime launcher extension tests benchmarks
+	$(BIN)/ruff check converter runtime launcher extension server_ext tests benchmarks
+	$(BIN)/ruff format --check converter runtime launcher extension server_ext tests benchmarks
 	$(BIN)/mypy
 
 test: lint

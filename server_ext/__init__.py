@@ -1,0 +1,1 @@
+"""The jupyter-server extension: REST handlers under /cellpipe/api, thin over converter + launcher."""

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail, rather than run on the CPU, when a step asks for GPUs this machine lacks",
     )
+    from cellpipe.build_command import add_build_arguments
+
+    add_build_arguments(commands)
     return parser
 
 
@@ -99,6 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cellpipe.run_command import run_command
 
             return int(run_command(args, sys.stdout, sys.stderr))
+        if args.command == "build":
+            from cellpipe.build_command import build_command
+
+            return build_command(args, sys.stdout, sys.stderr)
+        if args.command == "requirements":
+            from cellpipe.build_command import requirements_command
+
+            return requirements_command(args, sys.stdout, sys.stderr)
     except UserError as exc:
         print(f"cellpipe: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

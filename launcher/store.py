@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 import uuid
@@ -54,6 +55,11 @@ def cellpipe_home() -> Path:
         return Path(explicit)
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "cellpipe"
+
+
+def new_run_id() -> str:
+    """A fresh run id: sortable by time, unique by its random tail."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -131,8 +137,10 @@ class RunStore:
         parameters: dict[str, Any],
         steps: list[tuple[str, str]],
         outputs_root: Path,
+        run_id: str | None = None,
     ) -> RunRecord:
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        """Record a new run as Pending; `run_id` is one chosen earlier (new_run_id) or a new one."""
+        run_id = run_id or new_run_id()
         record = RunRecord(
             run_id=run_id,
             notebook=notebook,
@@ -236,3 +244,20 @@ class RunStore:
                 args = (notebook,)
             ids = [r[0] for r in db.execute(query + " ORDER BY created DESC", args)]
         return [r for r in (self.get(i) for i in ids) if r is not None]
+
+    def delete(self, run_id: str) -> RunRecord | None:
+        """Forget a run and remove its folder (runs/RUN_ID); returns what was deleted.
+
+        Step outputs in the step cache are shared by every run that reuses them, so they stay
+        (deleting cache/ is always safe on its own). Only a folder named for the run is removed.
+        """
+        record = self.get(run_id)
+        if record is None:
+            return None
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        outputs = Path(record.outputs)
+        if outputs.name == run_id and outputs.is_dir() and not outputs.is_symlink():
+            shutil.rmtree(outputs)
+        return record

@@ -142,3 +142,29 @@ def build_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for path in result.files:
             print(f"  wrote {path}", file=out)
     return 0
+
+
+def build_for_run(args: argparse.Namespace, pipeline: Any, notebook: Path, err: TextIO) -> str:
+    """`cellpipe run --build`: build (or find) the image with the default builder; its ref."""
+    from cellpipe.converter import NotebookError, read_notebook
+    from cellpipe.launcher.build import BuildError, BuildRequest, build_image
+    from cellpipe.launcher.registry import RegistryError
+
+    try:
+        raw = read_notebook(notebook)
+        request = BuildRequest(
+            pipeline,
+            notebook,
+            raw,
+            registry=args.registry or pipeline.settings.registry,
+            builder=args.builder,
+        )
+        results = build_image(request, lambda message: print(f"  {message}", file=err))
+    except (NotebookError, BuildError, RegistryError) as exc:
+        raise UserError(f"{notebook}: {exc}") from None
+    if len(results) > 1:
+        raise UserError(
+            f"{notebook}: steps use {len(results)} base images; `run --build` runs one image: "
+            "build with `cellpipe build` and submit to a cluster instead"
+        )
+    return str(results[0].image)

@@ -75,9 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="a pipeline parameter, typed by its default (repeatable)",
     )
     run_cmd.add_argument(
+        "--image",
+        metavar="REF",
+        help="run every step inside this built image (kfp.local's DockerRunner; DOCKER_HOST)",
+    )
+    run_cmd.add_argument(
+        "--build",
+        action="store_true",
+        help="build the image first (as `cellpipe build`), then run the steps inside it",
+    )
+    run_cmd.add_argument("--registry", metavar="HOST/REPO", help="with --build: where to push")
+    run_cmd.add_argument(
+        "--builder", choices=["append", "engine"], default="append", help="with --build"
+    )
+    run_cmd.add_argument(
+        "--force",
+        action="store_true",
+        help="with --image: run it even if it was built from other notebook code",
+    )
+    run_cmd.add_argument(
         "--engine",
         choices=["local", "kfp-local"],
-        default="local",
+        default=None,
         help="local: cellpipe's fast executor (default); kfp-local: the kfp SDK's kfp.local",
     )
     run_cmd.add_argument("--format", choices=["text", "json"], default="text")
@@ -105,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build":
             from cellpipe.build_command import build_command
 
-            return build_command(args, sys.stdout, sys.stderr)
+            return int(build_command(args, sys.stdout, sys.stderr))
         if args.command == "requirements":
             from cellpipe.build_command import requirements_command
 
-            return requirements_command(args, sys.stdout, sys.stderr)
+            return int(requirements_command(args, sys.stdout, sys.stderr))
     except UserError as exc:
         print(f"cellpipe: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

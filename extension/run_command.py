@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from cellpipe.errors import UserError
 from cellpipe.progress import progress_for
@@ -47,10 +47,11 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "so they run on the CPU (--require-gpus makes this an error)",
             file=err,
         )
-    if args.engine == "kfp-local":
+    image = _image_to_run_in(args, pipeline, notebook, err)
+    if image or args.engine == "kfp-local":
         from cellpipe.launcher.kfp_local import KfpLocalEngine
 
-        engine: LocalEngine | KfpLocalEngine = KfpLocalEngine()
+        engine: LocalEngine | KfpLocalEngine = KfpLocalEngine(image=image)
     else:
         engine = LocalEngine()
     progress = (
@@ -83,6 +84,56 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         _summary(record, out)
     return 0 if record.status == "Succeeded" else EXIT_STEP_FAILED
+
+
+def _image_to_run_in(
+    args: argparse.Namespace, pipeline: Any, notebook: Path, err: TextIO
+) -> str | None:
+    """`--image REF` or `--build`: the built image the steps run in, checked against the
+    notebook (an image of other code is refused, naming what differs, unless --force)."""
+    if not (args.image or args.build):
+        return None
+    if args.engine == "local":
+        raise UserError(
+            "--image and --build run the steps in the image through kfp.local's DockerRunner: "
+            "leave out --engine local (or say --engine kfp-local)"
+        )
+    if args.build:
+        from cellpipe.build_command import build_for_run
+
+        return str(build_for_run(args, pipeline, notebook, err))
+    from cellpipe.launcher.build import describe_difference
+    from cellpipe.launcher.images import code_labels
+
+    difference = describe_difference(_image_labels(args.image), code_labels(pipeline))
+    if difference and not args.force:
+        raise UserError(
+            f"{notebook}: the image {args.image} does not hold this notebook's code: {difference}."
+            " Build it again (--build), or run it anyway with --force"
+        )
+    if difference:
+        print(f"cellpipe: warning: running {args.image} anyway: {difference}", file=err)
+    image: str = args.image
+    return image
+
+
+def _image_labels(image: str) -> dict[str, str]:
+    import docker
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        client = docker.from_env()
+        try:
+            found = client.images.get(image)
+        except ImageNotFound:
+            found = client.images.pull(image)
+    except DockerException as exc:
+        raise UserError(
+            f"cannot read the image {image} through the Docker Engine API ({exc}); set DOCKER_HOST "
+            "to a running Docker or podman service"
+        ) from None
+    labels: dict[str, str] = found.labels or {}
+    return labels
 
 
 def _summary(record: object, out: TextIO) -> None:

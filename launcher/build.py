@@ -189,23 +189,18 @@ def _base_digest(ref: ImageRef) -> str:
     return digest
 
 
-def labels_of(result_config: dict[str, Any]) -> dict[str, str]:
-    labels: dict[str, str] = (result_config.get("config") or {}).get("Labels") or {}
-    return labels
-
-
-def describe_difference(labels: dict[str, str], plan: ImagePlan) -> str | None:
+def describe_difference(labels: dict[str, str], wanted_labels: dict[str, str]) -> str | None:
     """None when the image was built from this notebook's code; else what differs."""
     from .images import LABEL_PREFIX
 
     built = labels.get(f"{LABEL_PREFIX}.notebook-hash")
-    wanted = plan.labels[f"{LABEL_PREFIX}.notebook-hash"]
+    wanted = wanted_labels[f"{LABEL_PREFIX}.notebook-hash"]
     if built == wanted:
         return None
     if built is None:
         return "it carries no cellpipe labels (it was not built by cellpipe)"
     old = json.loads(labels.get(f"{LABEL_PREFIX}.steps", "{}"))
-    new = json.loads(plan.labels[f"{LABEL_PREFIX}.steps"])
+    new = json.loads(wanted_labels[f"{LABEL_PREFIX}.steps"])
     changed = sorted(t for t in new if old.get(t) != new[t] and t in old)
     added = sorted(set(new) - set(old))
     removed = sorted(set(old) - set(new))

@@ -200,6 +200,11 @@ class EngineBuilder:
                 "digest": reused["digest"],
                 "size": reused["size"],
             }
+        known = self.cache / "layers" / f"{diff_id.replace(':', '-')}.json"
+        if known.exists():  # compressed before: skip compressing when the registry has it
+            saved = json.loads(known.read_text())
+            if client.blob_exists(repository, saved["digest"]):
+                return {"mediaType": OCI_LAYER_GZIP, **saved}
         packed = scratch / "layer.tar.gz"
         with (
             open(raw, "rb") as source,
@@ -214,6 +219,8 @@ class EngineBuilder:
             with open(packed, "rb") as handle:
                 client.upload_blob(repository, digest, handle)
             self.pushed += size
+        known.parent.mkdir(parents=True, exist_ok=True)
+        known.write_text(json.dumps({"digest": digest, "size": size}))
         return {"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}
 
     def _copy_base_blob(self, layer: dict[str, Any], client: RegistryClient) -> None:

@@ -114,12 +114,8 @@ def plan_image(
         for path in paths:
             files[f"{WORKDIR}/{path.relative_to(folder).as_posix()}"] = path.read_bytes()
     labels = {
-        f"{LABEL_PREFIX}.version": __version__,
-        f"{LABEL_PREFIX}.pipeline": pipeline.settings.name,
-        f"{LABEL_PREFIX}.notebook": bundle["notebook"],
-        f"{LABEL_PREFIX}.notebook-hash": hashlib.sha256(bundle_bytes).hexdigest()[:16],
-        f"{LABEL_PREFIX}.steps": json.dumps(step_hashes(bundle), sort_keys=True),
-        f"{LABEL_PREFIX}.python": requirements.python_version,
+        **code_labels(pipeline),
+        f"{LABEL_PREFIX}.pinned-with-python": requirements.python_version,
     }
     env = {
         "CELLPIPE_BUNDLE": BUNDLE,
@@ -130,6 +126,19 @@ def plan_image(
     return ImagePlan(
         pipeline.settings.name, base, requirements, files, labels, env, registry=registry
     )
+
+
+def code_labels(pipeline: Pipeline) -> dict[str, str]:
+    """Labels that say which notebook code an image holds (checked before running it)."""
+    bundle = make_bundle(pipeline, None)
+    bundle_bytes = json.dumps(bundle, sort_keys=True, indent=1).encode()
+    return {
+        f"{LABEL_PREFIX}.version": __version__,
+        f"{LABEL_PREFIX}.pipeline": pipeline.settings.name,
+        f"{LABEL_PREFIX}.notebook": bundle["notebook"],
+        f"{LABEL_PREFIX}.notebook-hash": hashlib.sha256(bundle_bytes).hexdigest()[:16],
+        f"{LABEL_PREFIX}.steps": json.dumps(step_hashes(bundle), sort_keys=True),
+    }
 
 
 def runtime_files() -> dict[str, bytes]:

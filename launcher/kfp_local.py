@@ -40,12 +40,43 @@ def _environment(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextlib.contextmanager
+def _podman_compatible_docker() -> Iterator[None]:
+    """kfp.local's DockerRunner starts containers with auto_remove and expects a 404 when one
+    is gone; podman's Docker API sometimes answers 500 "no such container" instead, and
+    DockerRunner then reports a finished step as an error. While a run lasts, that one answer is
+    read as the 404 (NotFound) Docker gives; every other error passes through unchanged."""
+    from docker.api.client import APIClient
+    from docker.errors import APIError, NotFound
+
+    original = APIClient._raise_for_status
+
+    def raise_for_status(self: APIClient, response: Any) -> None:
+        try:
+            original(self, response)
+        except APIError as exc:
+            if exc.status_code == 500 and "no such container" in str(exc.explanation):
+                raise NotFound(str(exc), response=exc.response) from None
+            raise
+
+    APIClient._raise_for_status = raise_for_status
+    try:
+        yield
+    finally:
+        APIClient._raise_for_status = original
+
+
 class KfpLocalEngine:
     name = "kfp-local"
 
-    def __init__(self, store: RunStore | None = None, home: Path | None = None) -> None:
+    def __init__(
+        self, store: RunStore | None = None, home: Path | None = None, image: str | None = None
+    ) -> None:
+        """With `image`, every step runs in that built image through kfp.local's DockerRunner
+        (the Docker Engine API at DOCKER_HOST); without, in this environment."""
         self.home = home or cellpipe_home()
         self.store = store or RunStore(self.home / "runs.sqlite")
+        self.image = image
 
     def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:
         listener = guarded(listener)
@@ -62,24 +93,31 @@ class KfpLocalEngine:
             request.parameters,
             [(s.name, s.task) for s in pipeline.steps],
             self.home / "runs",
+            request.run_id,
         )
         run_dir = Path(record.outputs)
         run_dir.mkdir(parents=True, exist_ok=True)
         bundle_path = run_dir / "bundle.json"
         bundle_path.write_text(json.dumps(make_bundle(pipeline, str(workdir))))
+        if self.image:  # the image's own bundle and workdir are the ones that run
+            for step in pipeline.steps:
+                step.image = self.image
         options = CompileOptions(local_only=True)
         (run_dir / "pipeline.yaml").write_text(compile_yaml(pipeline, options))
         record.status = "Running"
         self.store.update_run(record)
         kfp_root = run_dir / "kfp"
-        local.init(
-            runner=local.SubprocessRunner(use_venv=False),
-            pipeline_root=str(kfp_root),
-            raise_on_error=False,
-        )
+        runner = local.DockerRunner() if self.image else local.SubprocessRunner(use_venv=False)
+        local.init(runner=runner, pipeline_root=str(kfp_root), raise_on_error=False)
         graph = dsl.pipeline(name=pipeline.settings.name)(pipeline_function(pipeline, options))
+        variables = (
+            {}
+            if self.image
+            else {"CELLPIPE_BUNDLE": str(bundle_path), "CELLPIPE_WORKDIR": str(workdir)}
+        )
         with (
-            _environment(CELLPIPE_BUNDLE=str(bundle_path), CELLPIPE_WORKDIR=str(workdir)),
+            _environment(**variables),
+            _podman_compatible_docker() if self.image else contextlib.nullcontext(),
             open(run_dir / "kfp-local-log.txt", "w") as log,
             contextlib.redirect_stdout(log),
         ):

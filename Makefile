@@ -12,6 +12,10 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# An editable install leaves out data files (PEP 660): put the file that enables the server
+	# extension where a wheel install puts it.
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp jupyter-config/jupyter_server_config.d/cellpipe.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $(STAMP)
 
 install: $(STAMP)

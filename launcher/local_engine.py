@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -64,6 +65,10 @@ class RunRequest:
     use_cache: bool = True
     max_parallel: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # For callers that must answer before the run is recorded (the server): the id to record
+    # it under (store.new_run_id()), and an event that, once set, stops the run (Cancelled).
+    run_id: str | None = None
+    cancel: threading.Event | None = None
 
     def __post_init__(self) -> None:
         # Parameters not given take the notebook's defaults, as in a KFP run.
@@ -80,6 +85,7 @@ def machine_has_gpu() -> bool:
 
 class LocalEngine:
     name = "local"
+    cancellable = True  # honours RunRequest.cancel while the run goes on
 
     def __init__(self, store: RunStore | None = None, home: Path | None = None) -> None:
         self.home = home or cellpipe_home()
@@ -97,6 +103,7 @@ class LocalEngine:
             request.parameters,
             [(s.name, s.task) for s in pipeline.steps],
             self.home / "runs",
+            request.run_id,
         )
         run_dir = Path(record.outputs)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +121,7 @@ class LocalEngine:
                 listener("cached", step)
         record.status = "Running"
         self.store.update_run(record)
-        self._execute(record, plan, by_task, run_dir, listener)
+        self._execute(record, plan, by_task, run_dir, listener, request.cancel)
         return record
 
     # -- planning -------------------------------------------------------------------------
@@ -160,6 +167,7 @@ class LocalEngine:
         by_task: dict[str, StepRecord],
         run_dir: Path,
         listener: StepListener | None,
+        cancel: threading.Event | None = None,
     ) -> None:
         read_end, write_end = os.pipe()
         plan["events_fd"] = write_end
@@ -174,11 +182,20 @@ class LocalEngine:
                 stderr=subprocess.STDOUT,
             )
         os.close(write_end)
+        if cancel is not None:
+            threading.Thread(
+                target=_terminate_when_cancelled,
+                args=(cancel, process),
+                name=f"cellpipe-cancel-{record.run_id}",
+                daemon=True,
+            ).start()
         try:
             with open(read_end, encoding="utf-8") as events:
                 for line in events:
                     self._on_event(record, json.loads(line), by_task, plan, listener)
             process.wait()
+            if cancel is not None and cancel.is_set() and process.returncode != 0:
+                record.error = "cancelled"
         except BaseException as exc:  # Ctrl-C, or anything else: stop the steps, keep the record
             process.terminate()
             process.wait()
@@ -246,6 +263,14 @@ class LocalEngine:
                 self.store.update_step(record.run_id, step)
         record.finished = time.time()
         self.store.update_run(record)
+
+
+def _terminate_when_cancelled(cancel: threading.Event, process: subprocess.Popen[bytes]) -> None:
+    """Stop the executor once `cancel` is set: it stops its steps and reports them Cancelled."""
+    while process.poll() is None:
+        if cancel.wait(0.1):
+            process.terminate()
+            return
 
 
 def step_keys(

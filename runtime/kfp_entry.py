@@ -47,6 +47,7 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
     try:
         run_prelude(bundle, namespace)
         scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"cellpipe-{task}-{os.getpid()}"
+        scratch.mkdir(parents=True, exist_ok=True)
         result = run_step(
             bundle,
             task,

@@ -284,3 +284,15 @@ def test_a_broken_display_does_not_stop_the_run(
     assert record.status == "Succeeded"
     stored = engine.store.get(record.run_id)
     assert stored is not None and stored.status == "Succeeded"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_step_that_hands_nothing_on_succeeds(engine: str, home: Path, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "quiet.ipynb", notebook((["step:a"], "x = 1"), (["step:b"], "print(x + 1)"))
+    )
+    run = run_json(home, str(path), "--engine", engine)
+    assert {name: step["status"] for name, step in run["steps"].items()} == {
+        "a": "Succeeded",
+        "b": "Succeeded",
+    }

@@ -2,6 +2,10 @@
 
 A run is recorded before it reaches its engine, so one that never gets there is still kept,
 as Failed, with its error and its compiled pipeline.
+
+The schema is versioned (`PRAGMA user_version`); each version adds to the one before
+(`_MIGRATIONS`), so a store written by an older cellpipe is upgraded in place, under a write
+lock, whichever process opens it first. Writers wait for each other (a 30 s busy timeout).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import time
 import uuid
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("Pending", "Running", "Succeeded", "Failed", "Cancelled")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -46,6 +51,23 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (run_id, task)
 );
 """
+# Version N's statements take a store of version N-1 to N. Columns only ever get added.
+_MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        # what ran: the notebook's content hash, the image, the compiled pipeline (KFP YAML,
+        # or the Kubernetes objects of a training job) and the GPU choices
+        "ALTER TABLE runs ADD COLUMN notebook_hash TEXT",
+        "ALTER TABLE runs ADD COLUMN image TEXT",
+        "ALTER TABLE runs ADD COLUMN compiled TEXT",
+        "ALTER TABLE runs ADD COLUMN gpus TEXT NOT NULL DEFAULT '{}'",
+        # where it runs: ids in the engine (KFP run id, job kind/name/namespace) and links
+        "ALTER TABLE runs ADD COLUMN external TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE runs ADD COLUMN links TEXT NOT NULL DEFAULT '{}'",
+        # who recorded it (host:pid:start), so a run whose process died is not Running forever
+        "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN updated REAL",
+    ],
+}
 
 
 def cellpipe_home() -> Path:
@@ -55,6 +77,37 @@ def cellpipe_home() -> Path:
         return Path(explicit)
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "cellpipe"
+
+
+def process_owner() -> str:
+    """`host:pid:start` of this process; `start` tells a reused pid from the original one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _process_start(pid: int) -> str:
+    try:  # field 22 of /proc/PID/stat, after the command name (which may hold spaces)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """Whether the process that recorded a run still runs: None when that cannot be told
+    (another machine, no owner recorded, no /proc)."""
+    if not owner:
+        return None
+    host, _, rest = owner.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or start == "?":
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return _process_start(int(pid_text)) == start
 
 
 def new_run_id() -> str:
@@ -97,6 +150,14 @@ class RunRecord:
     finished: float | None = None
     error: str | None = None
     steps: dict[str, StepRecord] = field(default_factory=dict)  # by display name
+    notebook_hash: str | None = None  # sha256 of the notebook file as it was submitted
+    image: str | None = None
+    compiled: str | None = None  # the compiled pipeline (or job objects) as YAML
+    gpus: dict[str, Any] = field(default_factory=dict)  # step name -> {count, type, resource}
+    external: dict[str, Any] = field(default_factory=dict)  # ids in the engine
+    links: dict[str, str] = field(default_factory=dict)  # e.g. {"kfp_ui": URL}
+    owner: str | None = None  # host:pid:start of the process that recorded the run
+    updated: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +173,12 @@ class RunRecord:
             "error": self.error,
             "steps": {name: step.to_json() for name, step in self.steps.items()},
             "outputs": self.outputs,
+            "notebook_hash": self.notebook_hash,
+            "image": self.image,
+            "gpus": self.gpus,
+            "external": self.external,
+            "links": self.links,
+            "updated": self.updated,
         }
 
 
@@ -119,10 +186,30 @@ class RunStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cellpipe_home() / "runs.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                db.executescript(_SCHEMA)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with closing(self._connect()) as db:
+            if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                return
+            db.isolation_level = None  # explicit transactions: the schema under one write lock
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]  # again, locked
+                if version < 1:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    version = 1
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target]:
+                        db.execute(statement)
+                    version = target
+                db.execute(f"PRAGMA user_version = {version}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -138,6 +225,13 @@ class RunStore:
         steps: list[tuple[str, str]],
         outputs_root: Path,
         run_id: str | None = None,
+        *,
+        notebook_hash: str | None = None,
+        image: str | None = None,
+        compiled: str | None = None,
+        gpus: dict[str, Any] | None = None,
+        external: dict[str, Any] | None = None,
+        links: dict[str, str] | None = None,
     ) -> RunRecord:
         """Record a new run as Pending; `run_id` is one chosen earlier (new_run_id) or a new one."""
         run_id = run_id or new_run_id()
@@ -151,11 +245,20 @@ class RunStore:
             outputs=str(outputs_root / run_id),
             parameters=parameters,
             steps={name: StepRecord(name, task) for name, task in steps},
+            notebook_hash=notebook_hash,
+            image=image,
+            compiled=compiled,
+            gpus=dict(gpus or {}),
+            external=dict(external or {}),
+            links=dict(links or {}),
+            owner=process_owner(),
         )
+        record.updated = record.created
         with closing(self._connect()) as db, db:
             db.execute(
                 "INSERT INTO runs (run_id, notebook, pipeline, engine, status, created, "
-                "parameters, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "parameters, outputs, notebook_hash, image, compiled, gpus, external, links, "
+                "owner, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     notebook,
@@ -165,6 +268,14 @@ class RunStore:
                     record.created,
                     json.dumps(parameters),
                     record.outputs,
+                    notebook_hash,
+                    image,
+                    compiled,
+                    json.dumps(record.gpus),
+                    json.dumps(record.external),
+                    json.dumps(record.links),
+                    record.owner,
+                    record.updated,
                 ),
             )
             db.executemany(
@@ -174,14 +285,22 @@ class RunStore:
         return record
 
     def update_run(self, record: RunRecord) -> None:
+        record.updated = time.time()
         with closing(self._connect()) as db, db:
             db.execute(
-                "UPDATE runs SET status = ?, finished = ?, metrics = ?, error = ? WHERE run_id = ?",
+                "UPDATE runs SET status = ?, finished = ?, metrics = ?, error = ?, image = ?, "
+                "compiled = ?, gpus = ?, external = ?, links = ?, updated = ? WHERE run_id = ?",
                 (
                     record.status,
                     record.finished,
                     json.dumps(record.metrics),
                     record.error,
+                    record.image,
+                    record.compiled,
+                    json.dumps(record.gpus),
+                    json.dumps(record.external),
+                    json.dumps(record.links),
+                    record.updated,
                     record.run_id,
                 ),
             )
@@ -207,7 +326,8 @@ class RunStore:
         with closing(self._connect()) as db:
             row = db.execute(
                 "SELECT run_id, notebook, pipeline, engine, status, created, outputs, "
-                "parameters, metrics, finished, error FROM runs WHERE run_id = ?",
+                "parameters, metrics, finished, error, notebook_hash, image, compiled, gpus, "
+                "external, links, owner, updated FROM runs WHERE run_id = ?",
                 (run_id,),
             ).fetchone()
             if row is None:
@@ -229,6 +349,14 @@ class RunStore:
             metrics=json.loads(row[8]),
             finished=row[9],
             error=row[10],
+            notebook_hash=row[11],
+            image=row[12],
+            compiled=row[13],
+            gpus=json.loads(row[14]),
+            external=json.loads(row[15]),
+            links=json.loads(row[16]),
+            owner=row[17],
+            updated=row[18],
         )
         record.steps = {
             s[0]: StepRecord(s[0], s[1], s[2], bool(s[3]), s[4], s[5], s[6], s[7]) for s in steps

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench clean labextension chp
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +18,48 @@ $(STAMP): $(BIN)/python pyproject.toml
 	cp jupyter-config/jupyter_server_config.d/cellpipe.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) labextension
 
-lint: $(STAMP)
-	$(BIN)/ruff check converter runtime launcher extension server_ext tests benchmarks
-	$(BIN)/ruff format --check converter runtime launcher extension server_ext tests benchmarks
+# The JupyterLab sidebar (labextension/, package.json): node_modules from package-lock.json,
+# the prebuilt extension built into labextension/prebuilt (what the wheel ships as
+# share/jupyter/labextensions/cellpipe), and linked to that place in the venv, as
+# `jupyter labextension develop` does (an editable install leaves data files out).
+NPM ?= npm
+NODE_STAMP := node_modules/.installed
+LABEXT := labextension/prebuilt/package.json
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/cellpipe
+LABEXT_SOURCES := package.json tsconfig.json $(shell find labextension/src labextension/style labextension/schema -type f 2>/dev/null)
+
+$(NODE_STAMP): package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+$(LABEXT): $(NODE_STAMP) $(STAMP) $(LABEXT_SOURCES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(NPM) run build:prod
+
+labextension: $(LABEXT)
+	mkdir -p $(dir $(LABEXT_LINK))
+	if [ -e $(LABEXT_LINK) ] && [ ! -L $(LABEXT_LINK) ]; then rm -r $(LABEXT_LINK); fi
+	ln -sfn $(CURDIR)/labextension/prebuilt $(LABEXT_LINK)
+
+# The spawner's hub tests (tests/spawner): JupyterHub's proxy, configurable-http-proxy from npm,
+# in its own folder beside the venv (not a dependency of the sidebar's package.json).
+CHP_VERSION := 5.3.0
+CHP := $(VENV)/chp/node_modules/.bin/configurable-http-proxy
+
+$(CHP):
+	$(NPM) install --prefix $(VENV)/chp --no-audit --no-fund configurable-http-proxy@$(CHP_VERSION)
+
+chp: $(CHP)
+
+lint: $(STAMP) $(NODE_STAMP)
+	$(BIN)/ruff check converter runtime launcher extension server_ext spawner tests benchmarks
+	$(BIN)/ruff format --check converter runtime launcher extension server_ext spawner tests benchmarks
 	$(BIN)/mypy
+	$(NPM) run --silent lint:check
 
-test: lint
+test: lint labextension $(CHP)
+	$(NPM) test --silent
 	$(BIN)/python -m pytest
 
 # The main job on the embedded default: compile the example notebook, then run it here as a
@@ -38,6 +72,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_run.py
+	$(BIN)/python benchmarks/bench_build.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -109,10 +109,12 @@ def build_image(request: BuildRequest, progress: Progress | None = None) -> list
             "no registry to push to: give --registry HOST/REPO, metadata.cellpipe.registry or "
             "c.CellPipe.registry"
         )
+    start = time.perf_counter()
     say("finding requirements")
     requirements = find_requirements(
         request.pipeline, request.notebook, request.notebook_path, request.max_file_bytes
     )
+    finding_seconds = time.perf_counter() - start
     results = []
     for base, plan in plans_for(request, requirements).items():
         steps = [
@@ -123,6 +125,8 @@ def build_image(request: BuildRequest, progress: Progress | None = None) -> list
         results.append(_build_one(request, plan, steps, say))
     for result in results:
         result.warnings = list(requirements.warnings)
+    if results:  # the first image's time includes finding the requirements they share
+        results[0].seconds += finding_seconds
     return results
 
 

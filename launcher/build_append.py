@@ -28,6 +28,7 @@ from .registry import (
     ImageRef,
     RegistryClient,
     RegistryError,
+    oci_layer,
 )
 
 _PYTHON_BINARY = re.compile(r"^\.?/?(usr/local/bin|usr/bin|opt/[^/]+/bin)/python(3\.\d+)$")
@@ -79,7 +80,7 @@ class AppendBuilder:
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-            "layers": [_oci_layer(layer) for layer in manifest["layers"]]
+            "layers": [oci_layer(layer) for layer in manifest["layers"]]
             + [deps.descriptor(), code.descriptor()],
             "annotations": {"org.opencontainers.image.base.name": str(self.base)},
         }
@@ -106,7 +107,7 @@ class AppendBuilder:
                 f"the base image {self.base} has Python {python['version']} and this machine "
                 f"builds with Python {here}: the append builder installs the dependencies "
                 "here, so the versions must match; choose a base with Python "
-                f"{here}, or build with --builder engine or --builder kaniko"
+                f"{here}, or build with --builder kaniko (in the cluster)"
             )
         return python
 
@@ -251,13 +252,6 @@ class AppendBuilder:
 def _pyvenv_cfg(python: dict[str, str]) -> str:
     home = python["path"].rsplit("/", 1)[0]
     return f"home = {home}\ninclude-system-site-packages = false\nversion = {python['version']}\n"
-
-
-def _oci_layer(layer: dict[str, Any]) -> dict[str, Any]:
-    media = layer.get("mediaType", "")
-    if media.startswith("application/vnd.docker.image.rootfs"):
-        media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if "gzip" in media else "")
-    return {"mediaType": media, "digest": layer["digest"], "size": layer["size"]}
 
 
 def _sha(data: bytes) -> str:

@@ -310,3 +310,11 @@ class RegistryClient:
         if location.startswith("http"):
             return location
         return self.base.rsplit("/v2", 1)[0] + location
+
+
+def oci_layer(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer descriptor in OCI terms (Docker's media types for the same bytes renamed)."""
+    media = layer.get("mediaType", "")
+    if media.startswith("application/vnd.docker.image.rootfs"):
+        media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if "gzip" in media else "")
+    return {"mediaType": media, "digest": layer["digest"], "size": layer["size"]}

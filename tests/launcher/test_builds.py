@@ -277,4 +277,4 @@ def test_append_refuses_a_base_its_layers_would_not_fit(
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
-    assert "--builder engine" in result.stderr and "kaniko" in result.stderr
+    assert "--builder kaniko" in result.stderr  # engine too, for another architecture

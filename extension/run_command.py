@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from cellpipe.errors import UserError
 from cellpipe.progress import progress_for
@@ -14,7 +15,22 @@ EXIT_STEP_FAILED = 1
 EXIT_USER_ERROR = 2
 
 
-def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+class StepDisplay(Protocol):
+    """What follows the steps of a run: an engine listener that can be closed."""
+
+    def __call__(self, event: str, step: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def run_command(
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    display: Callable[[Sequence[str]], StepDisplay] | None = None,
+) -> int:
+    """`display(step_names)`: a front door's own view of the steps as they run (the magics'
+    live table in a notebook), instead of the terminal's."""
     from cellpipe.converter import CompileOptions, NotebookError, load_pipeline
     from cellpipe.converter.params import ParameterError, parameter_values
     from cellpipe.launcher import LocalEngine, RunRequest
@@ -54,16 +70,20 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         engine: LocalEngine | KfpLocalEngine = KfpLocalEngine(image=image)
     else:
         engine = LocalEngine()
-    progress = (
-        None if args.format == "json" else progress_for(out, [s.name for s in pipeline.steps])
-    )
+    step_names = [s.name for s in pipeline.steps]
+    progress: StepDisplay | None
+    if display is not None:
+        progress = display(step_names)
+    else:
+        progress = None if args.format == "json" else progress_for(out, step_names)
+    request = RunRequest(pipeline, notebook, parameters, use_cache=not args.no_cache)
     try:
-        record = engine.run(
-            RunRequest(pipeline, notebook, parameters, use_cache=not args.no_cache), progress
-        )
+        record = engine.run(request, progress)
     finally:
         if progress:
             progress.close()
+    for warning in request.warnings:
+        print(f"cellpipe: warning: {notebook}: {warning}", file=err)
     failed = [s for s in record.steps.values() if s.status == "Failed"]
     for step in failed:
         print(f"cellpipe: step {step.name!r} failed:\n{step.details or step.error}", file=err)

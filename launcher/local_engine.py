@@ -121,7 +121,7 @@ class LocalEngine:
                 listener("cached", step)
         record.status = "Running"
         self.store.update_run(record)
-        self._execute(record, plan, by_task, run_dir, listener, request.cancel)
+        self._execute(record, plan, by_task, run_dir, listener, request)
         return record
 
     # -- planning -------------------------------------------------------------------------
@@ -167,8 +167,9 @@ class LocalEngine:
         by_task: dict[str, StepRecord],
         run_dir: Path,
         listener: StepListener | None,
-        cancel: threading.Event | None = None,
+        request: RunRequest,
     ) -> None:
+        cancel = request.cancel
         read_end, write_end = os.pipe()
         plan["events_fd"] = write_end
         plan_path = run_dir / "plan.json"
@@ -192,7 +193,8 @@ class LocalEngine:
         try:
             with open(read_end, encoding="utf-8") as events:
                 for line in events:
-                    self._on_event(record, json.loads(line), by_task, plan, listener)
+                    event = json.loads(line)
+                    self._on_event(record, event, by_task, plan, listener, request.warnings)
             process.wait()
             if cancel is not None and cancel.is_set() and process.returncode != 0:
                 record.error = "cancelled"
@@ -213,6 +215,7 @@ class LocalEngine:
         by_task: dict[str, StepRecord],
         plan: dict[str, Any],
         listener: StepListener | None,
+        warnings: list[str],
     ) -> None:
         kind = event["event"]
         if kind == "prelude_failed":
@@ -220,6 +223,10 @@ class LocalEngine:
             return
         if kind == "no_fork":
             record.error = None
+            warnings.append(
+                f"steps ran in fresh processes, each importing again, because {event['reason']} "
+                "after the imports cell ran (slower, same results)"
+            )
             return
         step = by_task[event["task"]]
         if kind == "started":

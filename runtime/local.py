@@ -27,6 +27,44 @@ RESULT_FILE = "cellpipe-result.json"
 LOG_FILE = "cellpipe-log.txt"
 
 
+# Numeric libraries start thread pools when imported (OpenBLAS, OpenMP, MKL; Arrow's jemalloc
+# starts a background thread), and a process with threads is not safe to fork. The warm
+# process imports with these pools at one thread, so it can fork; each forked step then gets
+# its thread pools back (threadpoolctl, where installed) and the user's own settings.
+_THREAD_POOL_SETTINGS = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "JE_ARROW_MALLOC_CONF": "background_thread:false",
+}
+
+
+def quiet_thread_pools() -> dict[str, str | None]:
+    """Sets single-threaded pools where the user set nothing; returns what was there before."""
+    before = {name: os.environ.get(name) for name in _THREAD_POOL_SETTINGS}
+    for name, value in _THREAD_POOL_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    return before
+
+
+def restore_thread_pools(before: dict[str, str | None]) -> None:
+    """In a forked step: the user's environment back, and thread pools sized to the cores."""
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    pools_quieted = any(before[n] is None for n in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"))
+    if pools_quieted and "numpy" in sys.modules:  # a BLAS is loaded: give it its threads
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return  # without threadpoolctl the step's numeric pools stay at one thread
+        threadpool_limits(limits=os.cpu_count() or 1)
+
+
 def fork_is_safe() -> tuple[bool, str]:
     """Whether a fork of this process can run a step correctly, and why not."""
     if not hasattr(os, "fork"):
@@ -60,6 +98,7 @@ class Executor:
         os.chdir(self.plan["workdir"])
         sys.path.insert(0, self.plan["workdir"])  # the notebook's own modules, as in Jupyter
         namespace = fresh_main()
+        self.user_environment = quiet_thread_pools()
         try:
             run_prelude(self.bundle, namespace)
         except StepFailed as exc:
@@ -122,11 +161,22 @@ class Executor:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    env=self._user_env(),
                 )
             self.running[process.pid] = (task, started, process)
 
+    def _user_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for name, value in self.user_environment.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
     def _child(self, task: str, output_dir: Path) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        restore_thread_pools(self.user_environment)
         log = os.open(output_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)

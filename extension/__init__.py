@@ -16,3 +16,24 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from cellpipe.server_ext.app import CellPipeApp
 
     return [{"module": "cellpipe.server_ext", "app": CellPipeApp}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext cellpipe`: the `%%step` and `%cellpipe` magics (cellpipe.magics)."""
+    from cellpipe.magics import load_ipython_extension as load_magics
+
+    load_magics(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from cellpipe.magics import unload_ipython_extension as unload_magics
+
+    unload_magics(ipython)
+
+
+def load(run_id: str, name: str, step: str | None = None) -> Any:
+    """The value `name` a step of run `run_id` handed on (the last step that hands it on,
+    or `step`), or the run's metric `name`: `model = cellpipe.load("20250101-...", "model")`."""
+    from cellpipe.launcher.results import load as load_result
+
+    return load_result(run_id, name, step)

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     from cellpipe.build_command import add_build_arguments
 
     add_build_arguments(commands)
+    from cellpipe.runs_command import add_runs_arguments
+    from cellpipe.submit_command import add_submit_arguments
+
+    add_submit_arguments(commands)
+    add_runs_arguments(commands)
     return parser
 
 
@@ -129,6 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cellpipe.build_command import requirements_command
 
             return int(requirements_command(args, sys.stdout, sys.stderr))
+        if args.command == "submit":
+            from cellpipe.submit_command import submit_command
+
+            return int(submit_command(args, sys.stdout, sys.stderr))
+        if args.command in ("runs", "status", "logs", "cancel", "delete", "gpus"):
+            from cellpipe import runs_command
+
+            command = getattr(runs_command, f"{args.command}_command")
+            return int(command(args, sys.stdout, sys.stderr))
     except UserError as exc:
         print(f"cellpipe: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

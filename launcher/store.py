@@ -10,6 +10,7 @@ lock, whichever process opens it first. Writers wait for each other (a 30 s busy
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,8 +234,13 @@ class RunStore:
         external: dict[str, Any] | None = None,
         links: dict[str, str] | None = None,
     ) -> RunRecord:
-        """Record a new run as Pending; `run_id` is one chosen earlier (new_run_id) or a new one."""
+        """Record a new run as Pending; `run_id` is one chosen earlier (new_run_id) or a new one.
+
+        `notebook_hash` defaults to the sha256 of the notebook file as it is now."""
         run_id = run_id or new_run_id()
+        if notebook_hash is None:
+            with suppress(OSError):
+                notebook_hash = hashlib.sha256(Path(notebook).read_bytes()).hexdigest()
         record = RunRecord(
             run_id=run_id,
             notebook=notebook,

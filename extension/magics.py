@@ -1,0 +1,487 @@
+"""IPython magics, loaded by `%load_ext cellpipe`: `%%step` and `%cellpipe`.
+
+- `%%step NAME [--after A [B ...]] [--gpu N[:TYPE]] [--cpu Q] [--memory Q] [--image REF]` as a
+  cell's first line runs the cell as usual and is the step tag itself: the converter reads the
+  same line with the same parser (cellpipe.converter.tags.parse_step_line). A bad line is a
+  UsageError and the cell does not run. It is an input transformer, so the cell runs exactly as
+  it would without the line (its errors, its last value, its line numbers); the cell magic of
+  the same name is there for `%%step?` and for explicit `run_cell_magic` calls.
+- `%cellpipe COMMAND ...` is the `cellpipe` command, with its own parser (every subcommand,
+  including ones added later) and command functions, acting on the notebook this kernel runs
+  (`--notebook PATH` otherwise). It says which file, and when it was saved, before acting.
+  Without `--format`, results come back as rich objects (cellpipe.views): the pipeline with its
+  DAG, a run's steps and metrics, GPUs; the object is also the magic's value
+  (`run = %cellpipe run`). A failure is a UsageError, so "run all" stops there.
+- `%cellpipe load RUN NAME [--step S] [--as VAR]` binds a value (or metric) a run kept.
+- `%cellpipe submit --form` shows cellpipe.widgets.SubmitForm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from cellpipe.converter.tags import (
+    STEP_LINE_USAGE,
+    StepLineError,
+    parse_cell_tags,
+    parse_step_line,
+    split_step_line,
+)
+from cellpipe.errors import UserError
+
+# Where the CLI's command functions live: `NAME_command(args, out, err) -> int` in one of them.
+COMMAND_MODULES = (
+    "cellpipe.cli",
+    "cellpipe.run_command",
+    "cellpipe.build_command",
+    "cellpipe.submit_command",
+    "cellpipe.runs_command",
+)
+# Commands whose JSON has a rich view (cellpipe.views); the others print what the CLI prints.
+RICH_COMMANDS = frozenset({"compile", "run", "submit", "runs", "status", "cancel", "gpus"})
+
+
+# --- %%step -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepMagic:
+    """A `%%step` line, read as the tags it stands for."""
+
+    name: str
+    after: tuple[str, ...]
+    gpu_count: int | None
+    gpu_type: str | None
+    cpu: str | None
+    memory: str | None
+    image: str | None
+    tags: tuple[str, ...]
+
+
+def parse_step_magic(line: str) -> StepMagic:
+    """Read a `%%step` line (with or without the leading `%%step`), or raise UsageError.
+
+    The converter's parser reads it, then the tag grammar checks the values, so a line the
+    kernel accepts is a line the converter accepts, and the other way round.
+    """
+    text = line.strip()
+    if not text.startswith("%%step"):
+        text = f"%%step {text}"
+    try:
+        parsed = parse_step_line(text)
+    except StepLineError as exc:
+        raise UsageError(f"%%step: {exc}") from None
+    tags = parse_cell_tags(parsed.tags)
+    if tags.errors:
+        raise UsageError(f"%%step: {'; '.join(tags.errors)}; usage: {STEP_LINE_USAGE}")
+    return StepMagic(
+        name=tags.step_names[0],
+        after=tuple(tags.after),
+        gpu_count=tags.gpu.count if tags.gpu else None,
+        gpu_type=tags.gpu.type if tags.gpu else None,
+        cpu=tags.cpu_request,
+        memory=tags.memory_request,
+        image=tags.image,
+        tags=tuple(parsed.tags),
+    )
+
+
+class StepLineTransformer:
+    """Checks a cell's `%%step` first line and takes it out, so the cell runs as plain code.
+
+    The line becomes an empty line (tracebacks keep the cell's line numbers), unless another
+    cell magic follows it (`%%time`), which then comes first, as the converter reads it.
+    """
+
+    # IPython's completeness check (a terminal deciding whether input is complete) skips
+    # transformers with side effects; raising there would break the prompt.
+    has_side_effects = True
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        step_line, rest = split_step_line("".join(lines))
+        if step_line is None:
+            return lines
+        parse_step_magic(step_line)
+        body: list[str] = str(rest).splitlines(keepends=True)
+        if body and body[0].startswith("%%"):
+            return body
+        return ["\n", *body]
+
+
+# --- %cellpipe: parsing into typed models -------------------------------------------------------
+
+
+class _Done(Exception):
+    """argparse finished without a command to run (it printed help or the version)."""
+
+
+@dataclass
+class CellPipeCommand:
+    """`%cellpipe COMMAND ...`: a CLI subcommand, its parsed arguments, and how to show it."""
+
+    command: str
+    args: argparse.Namespace
+    takes_notebook: bool  # the subcommand acts on a notebook (NOTEBOOK positional)
+    notebook: str | None  # named by the user (NOTEBOOK or --notebook); None: the kernel's
+    rich: bool  # no --format given: the JSON is shown as a rich object
+
+
+@dataclass(frozen=True)
+class LoadCommand:
+    """`%cellpipe load RUN NAME [--step S] [--as VAR]`."""
+
+    run_id: str
+    name: str
+    step: str | None
+    target: str  # the variable it is bound to
+
+
+@dataclass(frozen=True)
+class FormCommand:
+    """`%cellpipe submit --form [NOTEBOOK] [--engine E] [-p NAME=VALUE ...]`."""
+
+    notebook: str | None
+    engine: str | None
+    parameters: tuple[str, ...]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError("the cellpipe parser has no subcommands")
+
+
+def _notebook_action(parser: argparse.ArgumentParser) -> argparse.Action | None:
+    for action in parser._actions:
+        if action.dest == "notebook" and not action.option_strings:
+            return action
+    return None
+
+
+def _never_exit(parser: argparse.ArgumentParser) -> None:
+    """Errors become UsageError (one clear line, and the cell stops), help ends the magic."""
+
+    def error(message: str) -> None:
+        raise UsageError(f"{parser.prog}: {message}\n{parser.format_usage().strip()}")
+
+    def exit_(status: int = 0, message: str | None = None) -> None:
+        if message:
+            print(message, file=sys.stderr)
+        raise _Done()
+
+    setattr(parser, "error", error)  # noqa: B010 (instance attributes replace the methods)
+    setattr(parser, "exit", exit_)  # noqa: B010
+
+
+def magic_parser() -> argparse.ArgumentParser:
+    """The CLI's parser (build_parser), adjusted for the magic.
+
+    Every subcommand that takes NOTEBOOK takes it optionally, and `--notebook PATH` too; the
+    default is the notebook this kernel runs. `load` is added; `submit` lists `--form`
+    (a line with `--form` is read by form_parser).
+    """
+    from cellpipe.cli import build_parser
+
+    parser: argparse.ArgumentParser = build_parser()
+    parser.prog = "%cellpipe"
+    commands = _subcommands(parser)
+    for name, sub in commands.choices.items():
+        sub.prog = f"%cellpipe {name}"
+        notebook = _notebook_action(sub)
+        if notebook is not None:
+            notebook.nargs = "?"
+            notebook.required = False
+            notebook.default = None
+            notebook.help = "the .ipynb file (default: the notebook this kernel runs)"
+            if "--notebook" not in sub._option_string_actions:
+                sub.add_argument(
+                    "--notebook",
+                    dest="notebook_option",
+                    metavar="PATH",
+                    help="the .ipynb file (default: the notebook this kernel runs)",
+                )
+    submit = commands.choices.get("submit")
+    if submit is not None and "--form" not in submit._option_string_actions:
+        submit.add_argument(
+            "--form",
+            action="store_true",
+            help="show a form (engine, parameters, GPUs per step, workers) to submit from, "
+            "and follow the run with a progress bar per step",
+        )
+    load = commands.add_parser(
+        "load",
+        help="bring a value (or metric) a run kept into this kernel",
+        description="Bind NAME, as step S of run RUN handed it on (default: the last step "
+        "that hands it on), or the run's metric NAME, in this kernel's namespace.",
+    )
+    load.prog = "%cellpipe load"
+    load.add_argument("run", metavar="RUN", help="the run's id (or the start of it)")
+    load.add_argument("name", metavar="NAME", help="a variable a step handed on, or a metric")
+    load.add_argument("--step", metavar="S", help="the step's name or task name")
+    load.add_argument("--as", dest="target", metavar="VAR", help="bind it to VAR (default NAME)")
+    _never_exit(parser)
+    for sub in commands.choices.values():
+        _never_exit(sub)
+    return parser
+
+
+def form_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="%cellpipe submit --form",
+        description="Show a form to choose the engine, parameters and GPUs, then submit and "
+        "follow the run with a progress bar per step.",
+        add_help=False,
+    )
+    parser.add_argument("notebook", nargs="?", metavar="NOTEBOOK")
+    parser.add_argument("--notebook", dest="notebook_option", metavar="PATH")
+    parser.add_argument("--form", action="store_true")
+    parser.add_argument("--engine", metavar="ENGINE")
+    parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("-h", "--help", action="help")
+    _never_exit(parser)
+    return parser
+
+
+def parse_magic(line: str) -> CellPipeCommand | LoadCommand | FormCommand | None:
+    """The typed command a `%cellpipe` line stands for; None when it only asked for help."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"%cellpipe: cannot read the line ({exc})") from None
+    try:
+        if not words:
+            print(magic_parser().format_help())
+            return None
+        if words[0] == "submit" and "--form" in words:
+            form = form_parser().parse_args(words[1:])
+            return FormCommand(
+                _one_notebook(form.notebook, form.notebook_option),
+                form.engine,
+                tuple(form.parameter),
+            )
+        args = magic_parser().parse_args(words)
+    except _Done:
+        return None
+    if args.command == "load":
+        target = args.target or args.name
+        if not target.isidentifier():
+            raise UsageError(f"%cellpipe load: {target!r} is not a variable name; use --as VAR")
+        return LoadCommand(args.run, args.name, args.step, target)
+    takes_notebook = hasattr(args, "notebook_option")
+    notebook = _one_notebook(args.notebook, args.notebook_option) if takes_notebook else None
+    given_format = any(w == "--format" or w.startswith("--format=") for w in words)
+    rich = (
+        args.command in RICH_COMMANDS
+        and hasattr(args, "format")
+        and not given_format
+        and not getattr(args, "dry_run", False)  # what would be sent reads best as YAML
+    )
+    if rich:
+        args.format = "json"
+    return CellPipeCommand(args.command, args, takes_notebook, notebook, rich)
+
+
+def _one_notebook(positional: str | None, option: str | None) -> str | None:
+    if positional and option and positional != option:
+        raise UsageError(f"name the notebook once: {positional} or --notebook {option}")
+    return positional or option
+
+
+def command_function(command: str) -> Any:
+    """The CLI's function for `command` (`NAME_command(args, out, err)`), wherever it lives."""
+    function_name = f"{command.replace('-', '_')}_command"
+    for module_name in (*COMMAND_MODULES, f"cellpipe.{function_name}"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        function = getattr(module, function_name, None)
+        if callable(function):
+            return function
+    raise UsageError(f"%cellpipe {command}: not available from the magic; use `cellpipe {command}`")
+
+
+def cluster_engines() -> tuple[str, ...]:
+    """The engines `cellpipe submit --engine` accepts (none when this cellpipe has no submit)."""
+    commands = _subcommands(magic_parser())
+    submit = commands.choices.get("submit")
+    if submit is None:
+        return ()
+    engine = submit._option_string_actions.get("--engine")
+    return tuple(engine.choices or ()) if engine is not None else ()
+
+
+# --- the magics ---------------------------------------------------------------------------------
+
+
+@magics_class
+class CellPipeMagics(Magics):
+    """`%%step` and `%cellpipe`; see the module's docstring."""
+
+    @cell_magic
+    def step(self, line: str, cell: str) -> None:
+        """%%step NAME [--after A [B ...]] [--gpu N[:TYPE]] [--cpu Q] [--memory Q] [--image REF]
+
+        The cell begins step NAME of the notebook's pipeline (the same as the tag step:NAME
+        and the tags the options name); the cell itself runs as usual.
+        """
+        parse_step_magic(line)
+        self._shell.run_cell(cell)
+
+    @line_magic
+    def cellpipe(self, line: str) -> Any:
+        """%cellpipe COMMAND [options]: the cellpipe command on this notebook.
+
+        COMMAND is any `cellpipe` subcommand (compile, run, build, requirements, submit, runs,
+        status, logs, cancel, delete, gpus), with its options; NOTEBOOK defaults to the notebook
+        this kernel runs (or --notebook PATH). Also `load RUN NAME [--step S] [--as VAR]` and
+        `submit --form`. `%cellpipe` alone lists it all; `%cellpipe COMMAND -h` says more.
+        """
+        command = parse_magic(line)
+        if command is None:
+            return None
+        if isinstance(command, LoadCommand):
+            return self._load(command)
+        if isinstance(command, FormCommand):
+            return self._form(command)
+        return self._run(command)
+
+    # -- commands -------------------------------------------------------------------------------
+    @property
+    def _shell(self) -> Any:
+        assert self.shell is not None, "the magics are registered with a shell"
+        return self.shell
+
+    def _notebook(self, named: str | None) -> Any:
+        from cellpipe.notebook_finder import NotebookNotFound, find_notebook
+
+        try:
+            found = find_notebook(named, namespace=self._shell.user_ns)
+        except NotebookNotFound as exc:
+            raise UsageError(f"%cellpipe: {exc}") from None
+        print(f"cellpipe: {found.describe()}", flush=True)
+        return found
+
+    def _run(self, command: CellPipeCommand) -> Any:
+        from cellpipe.views import view_for
+
+        args = command.args
+        if command.takes_notebook:
+            args.notebook = str(self._notebook(command.notebook).path)
+        function = command_function(command.command)
+        out: Any = io.StringIO() if command.rich else sys.stdout
+        # compile's JSON holds its warnings and errors, which the view shows: not twice
+        err: Any = io.StringIO() if command.rich and command.command == "compile" else sys.stderr
+        extra = {"display": self._live_display} if command.command == "run" else {}
+        try:
+            status = int(function(args, out, err, **extra))
+        except UserError as exc:
+            raise UsageError(f"cellpipe {command.command}: {exc}") from None
+        if not command.rich:
+            if status != 0:
+                raise UsageError(f"cellpipe {command.command} ended with status {status}")
+            return None
+        text = out.getvalue()
+        try:
+            data = json.loads(text) if text.strip() else None
+        except ValueError:
+            print(text, end="")
+            data = None
+        if data is None and isinstance(err, io.StringIO):
+            sys.stderr.write(err.getvalue())
+        view = view_for(command.command, data) if data is not None else None
+        if status != 0:
+            if view is not None:
+                self._display(view)
+            raise UsageError(_failure(command.command, status, data))
+        return view
+
+    def _display(self, value: Any) -> None:
+        from IPython.display import display
+
+        display(value)  # type: ignore[no-untyped-call]
+
+    def _live_display(self, step_names: Sequence[str]) -> Any:
+        """The steps of `%cellpipe run` as they go: a table redrawn in place in a notebook,
+        a line per event in a terminal."""
+        if "ipykernel" in type(self.shell).__module__:
+            from IPython.display import display
+
+            from cellpipe.views import LiveRun
+
+            return LiveRun(step_names, display)
+        from cellpipe.progress import PlainProgress
+
+        return PlainProgress(sys.stdout)
+
+    def _load(self, command: LoadCommand) -> None:
+        from cellpipe.launcher.results import ResultError, locate
+        from cellpipe.launcher.store import RunStore, cellpipe_home
+
+        store = RunStore(cellpipe_home() / "runs.sqlite")
+        try:
+            located = locate(store, command.run_id, command.name, command.step)
+            value = located.load()
+        except ResultError as exc:
+            raise UsageError(f"%cellpipe load: {exc}") from None
+        self._shell.user_ns[command.target] = value
+        print(f"cellpipe: {command.target} = {located.describe()} ({type(value).__name__})")
+
+    def _form(self, command: FormCommand) -> Any:
+        from cellpipe.widgets import SubmitForm
+
+        found = self._notebook(command.notebook)
+        try:
+            return SubmitForm(
+                found.path,
+                engine=command.engine,
+                parameters=list(command.parameters),
+                shell=self.shell,
+            )
+        except (UserError, ValueError) as exc:
+            raise UsageError(f"%cellpipe submit --form: {exc}") from None
+
+
+def _failure(command: str, status: int, data: Any) -> str:
+    if isinstance(data, dict):
+        if data.get("errors"):
+            count = len(data["errors"])
+            return f"cellpipe {command}: the notebook has {count} error{'s' * (count != 1)} (above)"
+        if data.get("run_id"):
+            why = f": {data['error']}" if data.get("error") else ""
+            return f"run {data['run_id']} {data.get('status', 'failed')}{why}"
+    return f"cellpipe {command} ended with status {status}"
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+_TRANSFORMER = StepLineTransformer()
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """Register the magics and the `%%step` line check (again on reload: no duplicates)."""
+    shell.register_magics(CellPipeMagics)
+    transforms = shell.input_transformers_cleanup
+    if not any(isinstance(t, StepLineTransformer) for t in transforms):
+        transforms.append(_TRANSFORMER)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    transforms = shell.input_transformers_cleanup
+    transforms[:] = [t for t in transforms if not isinstance(t, StepLineTransformer)]
+    magics = shell.magics_manager.magics
+    magics["cell"].pop("step", None)
+    magics["line"].pop("cellpipe", None)
+    shell.magics_manager.registry.pop("CellPipeMagics", None)

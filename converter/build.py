@@ -280,6 +280,18 @@ def _apply_defaults(
         step.options.volumes.extend(
             v for v in pipeline.settings.volumes if v.mount_path not in mounted
         )
+        if step.options.report:
+            diagnostics.append(
+                Diagnostic(
+                    "report: asks for the step's rich output (plots, HTML) to be kept; cellpipe "
+                    "runs steps without a kernel and keeps only what they print "
+                    "(cellpipe-report.json), so plots and rich output are not kept",
+                    cell_index=step.cells[0].index if step.cells else None,
+                    cell_id=step.cells[0].id if step.cells else None,
+                    step=step.name,
+                    severity="warning",
+                )
+            )
         if resources.gpu is None and defaults.gpu is not None:
             resources.gpu = defaults.gpu
         if resources.gpu is not None and resources.gpu.resource is None:

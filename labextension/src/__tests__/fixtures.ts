@@ -1,0 +1,97 @@
+/** Wire data shaped as the server answers it (server_ext/core.py, converter, run store). */
+import { ICompileResult, IRun, IStep } from '../tokens';
+
+export function step(name: string, extra: Partial<IStep> = {}): IStep {
+  return {
+    name,
+    task: name.replace(/\W+/g, '-'),
+    after: [],
+    receives: [],
+    hands_on: [],
+    parameters: [],
+    metrics: [],
+    resources: {},
+    options: {
+      report: false,
+      retries: null,
+      timeout: null,
+      cache: true,
+      env: {},
+      secrets: [],
+      volumes: [],
+      shm: null,
+      labels: {},
+      annotations: {}
+    },
+    base_image: null,
+    image: 'cellpipe/iris-demo:0123456789abcdef',
+    cells: [],
+    cell_ids: [],
+    ...extra
+  };
+}
+
+export function compileResult(
+  extra: Partial<ICompileResult> = {}
+): ICompileResult {
+  return {
+    pipeline: 'iris-demo',
+    description: '',
+    image: 'cellpipe/iris-demo:0123456789abcdef',
+    settings: {
+      name: 'iris-demo',
+      description: '',
+      experiment: null,
+      base_image: 'python:3.11-slim',
+      registry: null,
+      image_pull_secrets: [],
+      service_account: null,
+      volumes: [],
+      security_context: {}
+    },
+    steps: [
+      step('load data', { hands_on: ['dataset'], cell_ids: ['load-data'] }),
+      step('train', {
+        after: ['load data'],
+        receives: ['dataset'],
+        hands_on: ['weights'],
+        resources: { gpu: { count: 1, type: null, resource: null } },
+        cell_ids: ['train']
+      })
+    ],
+    parameters: { epochs: 20, learning_rate: 0.1 },
+    parameter_types: { epochs: 'int', learning_rate: 'float' },
+    metrics: ['accuracy'],
+    requirements: [],
+    warnings: [],
+    errors: [],
+    ...extra
+  };
+}
+
+export function run(extra: Partial<IRun> = {}): IRun {
+  return {
+    run_id: '20261123-abcdef',
+    notebook: '/root/iris.ipynb',
+    path: 'iris.ipynb',
+    pipeline: 'iris-demo',
+    engine: 'local',
+    status: 'Pending',
+    created: 1790000000,
+    finished: null,
+    parameters: { epochs: 20 },
+    metrics: {},
+    error: null,
+    steps: {
+      'load data': {
+        task: 'load-data',
+        status: 'Pending',
+        cached: false,
+        seconds: null,
+        error: null
+      }
+    },
+    outputs: '/home/runs/20261123-abcdef',
+    ...extra
+  };
+}

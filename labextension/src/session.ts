@@ -1,0 +1,130 @@
+/**
+ * What the sidebar holds: the server's configuration and GPU types (loaded once), the user's
+ * settings, and one session (pipeline, runs, cell marks) per open notebook.
+ */
+import { NotebookPanel } from '@jupyterlab/notebook';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { CellPipeClient } from './api';
+import { errorMessage, PipelineModel, RunsModel } from './model';
+import { CellDecorator, PanelSource } from './notebook';
+import {
+  DEFAULT_SETTINGS,
+  IGpuInventory,
+  IServerConfig,
+  ISidebarSettings
+} from './tokens';
+
+export class CellPipeContext {
+  constructor(readonly client: CellPipeClient) {}
+
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get settings(): ISidebarSettings {
+    return this._settings;
+  }
+
+  set settings(settings: ISidebarSettings) {
+    this._settings = settings;
+    this._changed.emit();
+  }
+
+  /** GET /config, once it has answered. */
+  get config(): IServerConfig | null {
+    return this._config;
+  }
+
+  /** GET /gpus, once it has answered. */
+  get gpus(): IGpuInventory | null {
+    return this._gpus;
+  }
+
+  /** Why the server's configuration could not be read (the server extension missing?). */
+  get error(): string | null {
+    return this._error;
+  }
+
+  /** Does the server offer this capability (`builds`)? */
+  can(capability: string): boolean {
+    return this._config?.capabilities?.includes(capability) ?? false;
+  }
+
+  /** The engines the server runs, by name. */
+  hasEngine(engine: string): boolean {
+    return !!this._config && engine in this._config.engines;
+  }
+
+  async load(): Promise<void> {
+    try {
+      const [config, gpus] = await Promise.all([
+        this.client.config(),
+        this.client.gpus()
+      ]);
+      this._config = config;
+      this._gpus = gpus;
+      this._error = null;
+    } catch (error) {
+      this._error = `The cellpipe server extension did not answer: ${errorMessage(error)}`;
+    }
+    this._changed.emit();
+  }
+
+  private _settings: ISidebarSettings = { ...DEFAULT_SETTINGS };
+  private _config: IServerConfig | null = null;
+  private _gpus: IGpuInventory | null = null;
+  private _error: string | null = null;
+  private _changed = new Signal<this, void>(this);
+}
+
+/** One notebook's pipeline, runs and cell marks; disposed with its panel. */
+export class NotebookSession implements IDisposable {
+  constructor(
+    readonly panel: NotebookPanel,
+    context: CellPipeContext
+  ) {
+    this.source = new PanelSource(panel);
+    this.pipeline = new PipelineModel({
+      source: this.source,
+      client: context.client,
+      delay: context.settings.compileDelay,
+      registry: () => context.settings.registry
+    });
+    this.runs = new RunsModel({
+      client: context.client,
+      path: () => this.source.path
+    });
+    this.decorator = new CellDecorator(panel, this.pipeline);
+    void panel.context.ready.then(() => {
+      if (!this.isDisposed) {
+        void this.pipeline.compile();
+        void this.runs.refresh().catch(() => undefined);
+        this.runs.startPolling();
+      }
+    });
+  }
+
+  readonly source: PanelSource;
+  readonly pipeline: PipelineModel;
+  readonly runs: RunsModel;
+  readonly decorator: CellDecorator;
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this.decorator.dispose();
+    this.runs.dispose();
+    this.pipeline.dispose();
+    this.source.dispose();
+  }
+
+  private _isDisposed = false;
+}

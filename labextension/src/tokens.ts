@@ -1,0 +1,313 @@
+/**
+ * Wire types of cellpipe's REST API (server_ext/ under /cellpipe/api), mirrored one-for-one from
+ * what the server answers (server_ext/core.py, converter/model.py, launcher/store.py), and the
+ * few names the sidebar shares between its files.
+ */
+
+/** The server's URL namespace, under the server's base URL (server_ext.API_NAMESPACE). */
+export const API_NAMESPACE = 'cellpipe/api';
+
+/** The plugin id; also the settings' id (schema/plugin.json). */
+export const PLUGIN_ID = 'cellpipe:plugin';
+
+/** Run and step status, as the run store and every engine write it. */
+export type Status =
+  'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Cancelled';
+
+/** The statuses a run or step never leaves. */
+export const FINISHED: ReadonlyArray<Status> = [
+  'Succeeded',
+  'Failed',
+  'Cancelled'
+];
+
+/** Parameter types, from the parameters cell's literals (converter/model.py ParameterType). */
+export type ParameterType = 'int' | 'float' | 'bool' | 'str' | 'list' | 'dict';
+
+/** A JSON value (parameter defaults and values, metrics). */
+export type JSONValue =
+  string | number | boolean | null | JSONValue[] | { [key: string]: JSONValue };
+
+/** A compile problem: `{"message", "cell_index" (0-based), "cell_id", "step"}`. */
+export interface IDiagnostic {
+  message: string;
+  cell_index: number | null;
+  cell_id: string | null;
+  step: string | null;
+}
+
+/** A step's GPU request: `gpu:N[:TYPE]` (resource null: the configured GPU resource). */
+export interface IGpuRequest {
+  count: number;
+  type: string | null;
+  resource: string | null;
+}
+
+/** A Kubernetes quantity as request and limit (Kale's `limit:` sets the limit only). */
+export interface IQuantity {
+  request: string | null;
+  limit: string | null;
+}
+
+/** A step's resources: only what was asked for is present. */
+export interface IResources {
+  cpu?: IQuantity;
+  memory?: IQuantity;
+  gpu?: IGpuRequest;
+}
+
+/** A step's task options (retries:, timeout:, cache:, env:, secret:, volume:, ...). */
+export interface IStepOptions {
+  report: boolean;
+  retries: number | null;
+  timeout: number | null;
+  cache: boolean;
+  env: Record<string, string>;
+  secrets: { secret: string; key: string; env: string }[];
+  volumes: { pvc: string; mount_path: string }[];
+  shm: string | null;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** One step of the compiled pipeline (converter Step.to_json). */
+export interface IStep {
+  name: string;
+  task: string;
+  after: string[];
+  receives: string[];
+  hands_on: string[];
+  parameters: string[];
+  metrics: string[];
+  resources: IResources;
+  options: IStepOptions;
+  base_image: string | null;
+  image: string;
+  cells: number[];
+  cell_ids: (string | null)[];
+}
+
+/** Notebook-level settings (metadata.cellpipe or Kale's kubeflow_notebook). */
+export interface IPipelineSettings {
+  name: string;
+  description: string;
+  experiment: string | null;
+  base_image: string | null;
+  registry: string | null;
+  image_pull_secrets: string[];
+  service_account: string | null;
+  volumes: { pvc: string; mount_path: string }[];
+  security_context: Record<string, JSONValue>;
+}
+
+/**
+ * POST /compile: the pipeline as the UI sees it (`cellpipe compile --format json`).
+ *
+ * A notebook with errors is answered 400 with this same body plus `message` and `reason`
+ * (`notebook_errors`); the API layer turns that back into a result (see api.ts).
+ */
+export interface ICompileResult {
+  pipeline: string;
+  description: string;
+  image: string;
+  settings: IPipelineSettings;
+  steps: IStep[];
+  parameters: Record<string, JSONValue>;
+  parameter_types: Record<string, ParameterType>;
+  metrics: string[];
+  requirements: string[];
+  warnings: IDiagnostic[];
+  errors: IDiagnostic[];
+  /** Only when the request asked for `yaml: true`: the KFP v2 pipeline YAML. */
+  yaml?: string;
+}
+
+/** POST /compile's body: the saved notebook (`path`) or unsaved `content` (with its `path`). */
+export interface ICompileRequest {
+  path?: string;
+  content?: unknown;
+  registry?: string;
+  base_image?: string;
+  yaml?: boolean;
+}
+
+/** A step of a run (StepRecord.to_json). */
+export interface IStepRun {
+  task: string;
+  status: Status;
+  cached: boolean;
+  seconds: number | null;
+  error: string | null;
+}
+
+/** A run (RunRecord.to_json plus the notebook's API path), as GET /runs/ID answers it. */
+export interface IRun {
+  run_id: string;
+  notebook: string;
+  /** The notebook's API path, null when it lives outside the server's root. */
+  path: string | null;
+  pipeline: string;
+  engine: string;
+  status: Status;
+  created: number;
+  finished: number | null;
+  parameters: Record<string, JSONValue>;
+  metrics: Record<string, number>;
+  error: string | null;
+  steps: Record<string, IStepRun>;
+  outputs: string;
+  /** Engines that run elsewhere may link to their own UI (the KFP run page); none do yet. */
+  links?: Record<string, string>;
+}
+
+/** POST /runs answers the new run (Pending) and the compile warnings. */
+export interface IStartedRun extends IRun {
+  warnings: IDiagnostic[];
+}
+
+/** GET /runs[?notebook=PATH], newest first. */
+export interface IRunList {
+  runs: IRun[];
+}
+
+/** POST /runs' body. */
+export interface IRunRequest {
+  path: string;
+  content?: unknown;
+  engine?: string;
+  parameters?: Record<string, JSONValue>;
+  use_cache?: boolean;
+  require_gpus?: boolean;
+  /** Cluster engines: GPU choices per step, `N` or `N:TYPE` (the dialog's, over the tags). */
+  gpus?: Record<string, string>;
+  /** Cluster engines: the namespace (Kubeflow profile); the server's by default. */
+  namespace?: string;
+  /** Training engines: the number of workers. */
+  workers?: number;
+}
+
+/** GET /runs/ID/logs[?step=NAME]. */
+export interface IRunLogs {
+  run_id: string;
+  step: string | null;
+  task: string | null;
+  status: Status;
+  cached?: boolean;
+  text: string;
+  /** `step`, `run`, `report` (what the cells printed), or null when there is no log yet. */
+  source: string | null;
+  truncated: boolean;
+}
+
+/** One GPU type of the inventory (configured, or found on the cluster's nodes). */
+export interface IGpuType {
+  /** The value of the node label (what a gpu:N:TYPE tag says); null: nodes without it. */
+  name: string | null;
+  display_name: string;
+  resource: string;
+  configured?: boolean;
+  /** Counts, when known (from the cluster): null otherwise. */
+  total?: number | null;
+  free?: number | null;
+  max_per_node?: number | null;
+}
+
+/** GET /gpus (`cellpipe gpus --format json`, and `this_machine`). */
+export interface IGpuInventory {
+  /** `cluster` when read from the nodes; `configuration` otherwise. */
+  source: string;
+  resource: string;
+  label: string;
+  counts_known?: boolean;
+  /** Why the counts are unknown, or what is partial. */
+  message?: string | null;
+  types: IGpuType[];
+  this_machine: { has_gpu: boolean };
+}
+
+/** An image build (POST /builds answers it Pending; GET /builds/ID follows it). */
+export interface IBuild {
+  build_id: string;
+  path: string;
+  status: 'Pending' | 'Running' | 'Succeeded' | 'Failed';
+  builder: string;
+  registry: string;
+  base: string | null;
+  created: number;
+  started: number | null;
+  finished: number | null;
+  /** The builder's messages so far. */
+  progress: string[];
+  warnings: IDiagnostic[];
+  /** Once Succeeded: `cellpipe build --format json` (image, digest, cached, ...). */
+  result: Record<string, unknown> | null;
+  error: string | null;
+}
+
+/** GET /config: every c.CellPipe setting but the secrets. */
+export interface IServerConfig {
+  version: string;
+  api: string;
+  default_engine: string;
+  /** Engine name -> the class that runs it. */
+  engines: Record<string, string>;
+  builder: string;
+  registry: string | null;
+  base_image: string | null;
+  kfp_host: string | null;
+  namespace: string | null;
+  gpu_resource: string;
+  gpu_label: string;
+  gpu_types: { name: string; display_name?: string; resource?: string }[];
+  gpu_tolerations: Record<string, string>[] | null;
+  concurrent_runs: number;
+  /**
+   * Routes beyond compile and runs that this server offers (`builds` once POST /builds
+   * exists). Absent today: the sidebar offers only what is listed.
+   */
+  capabilities?: string[];
+}
+
+/** An error answer: `{"message", "reason"}` (plus the compile JSON for notebook errors). */
+export interface IErrorBody {
+  message: string;
+  reason: string;
+  [key: string]: unknown;
+}
+
+/** The engines that submit a training job: their runs take a number of workers. */
+export const TRAINING_ENGINES: ReadonlyArray<string> = [
+  'pytorchjob',
+  'tfjob',
+  'xgboostjob',
+  'mpijob',
+  'trainjob'
+];
+
+/** Engines that run on this machine. */
+export const LOCAL_ENGINES: ReadonlyArray<string> = ['local', 'kfp-local'];
+
+/** The sidebar's settings (schema/plugin.json). */
+export interface ISidebarSettings {
+  defaultEngine: string;
+  registry: string;
+  kfpHost: string;
+  namespace: string;
+  compileDelay: number;
+}
+
+export const DEFAULT_SETTINGS: ISidebarSettings = {
+  defaultEngine: 'local',
+  registry: '',
+  kfpHost: '',
+  namespace: '',
+  compileDelay: 500
+};
+
+/** Command ids. */
+export namespace CommandIDs {
+  export const open = 'cellpipe:open';
+  export const run = 'cellpipe:run';
+  export const download = 'cellpipe:download';
+  export const compile = 'cellpipe:compile';
+}

@@ -1,0 +1,433 @@
+/**
+ * The Run dialog: engine, parameters (prefilled from the parameters cell, typed), what each
+ * GPU step asks for and what is free, workers for a training job.
+ */
+import { Dialog, ReactWidget } from '@jupyterlab/apputils';
+import { HTMLSelect } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { gpuBadge } from '../dag';
+import {
+  gpuOverrides,
+  IGpuChoice,
+  parameterText,
+  readParameters,
+  tagChoice
+} from '../params';
+import {
+  ICompileResult,
+  IGpuInventory,
+  IRunRequest,
+  IServerConfig,
+  ISidebarSettings,
+  LOCAL_ENGINES,
+  TRAINING_ENGINES
+} from '../tokens';
+
+/** Words for the engines people may meet. */
+export const ENGINE_LABELS: Record<string, string> = {
+  local: 'local: this machine, steps forked from one warm process',
+  'kfp-local': "kfp-local: this machine, the kfp SDK's kfp.local (reference)",
+  kfp: 'kfp: submit to Kubeflow Pipelines',
+  pytorchjob: 'pytorchjob: a PyTorchJob training job',
+  tfjob: 'tfjob: a TFJob training job',
+  xgboostjob: 'xgboostjob: an XGBoostJob training job',
+  mpijob: 'mpijob: an MPIJob training job',
+  trainjob: 'trainjob: a Kubeflow Trainer TrainJob'
+};
+
+export interface IRunDialogOptions {
+  result: ICompileResult;
+  config: IServerConfig | null;
+  gpus: IGpuInventory | null;
+  settings: ISidebarSettings;
+  /** The engine to start with (the button that opened the dialog). */
+  engine?: string;
+}
+
+/** What the dialog gives back: the request, and what is wrong with it (empty: fine). */
+export interface IRunDialogValue {
+  request: Omit<IRunRequest, 'path'>;
+  problems: string[];
+}
+
+interface IDialogState {
+  engine: string;
+  texts: Record<string, string>;
+  gpus: Record<string, IGpuChoice>;
+  useCache: boolean;
+  requireGpus: boolean;
+  workers: number;
+}
+
+/** The engines the server offers, in the order people expect. */
+export function availableEngines(config: IServerConfig | null): string[] {
+  const names = config ? Object.keys(config.engines) : ['local'];
+  const known = Object.keys(ENGINE_LABELS);
+  return [...names].sort((a, b) => {
+    const ia = known.indexOf(a);
+    const ib = known.indexOf(b);
+    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
+  });
+}
+
+/** The engine a run starts with: the one asked for, the settings', the server's, `local`. */
+export function initialEngine(
+  engines: string[],
+  asked: string | undefined,
+  settings: ISidebarSettings,
+  config: IServerConfig | null
+): string {
+  for (const engine of [
+    asked,
+    settings.defaultEngine,
+    config?.default_engine
+  ]) {
+    if (engine && engines.includes(engine)) {
+      return engine;
+    }
+  }
+  return engines[0] ?? 'local';
+}
+
+export class RunDialogBody
+  extends ReactWidget
+  implements Dialog.IBodyWidget<IRunDialogValue>
+{
+  constructor(readonly options: IRunDialogOptions) {
+    super();
+    this.addClass('cp-RunDialog');
+    const engines = availableEngines(options.config);
+    const { parameters, parameter_types } = options.result;
+    this._state = {
+      engine: initialEngine(
+        engines,
+        options.engine,
+        options.settings,
+        options.config
+      ),
+      texts: Object.fromEntries(
+        Object.entries(parameter_types).map(([name, type]) => [
+          name,
+          parameterText(type, parameters[name])
+        ])
+      ),
+      gpus: Object.fromEntries(
+        options.result.steps
+          .filter(step => step.resources.gpu)
+          .map(step => [step.name, tagChoice(step.resources.gpu!)])
+      ),
+      useCache: true,
+      requireGpus: false,
+      workers: 2
+    };
+  }
+
+  getValue(): IRunDialogValue {
+    const { result, settings } = this.options;
+    const state = this._state;
+    const { values, problems } = readParameters(
+      result.parameter_types,
+      result.parameters,
+      state.texts
+    );
+    const request: Omit<IRunRequest, 'path'> = {
+      engine: state.engine,
+      parameters: values,
+      use_cache: state.useCache
+    };
+    if (state.requireGpus) {
+      request.require_gpus = true;
+    }
+    if (!LOCAL_ENGINES.includes(state.engine)) {
+      if (settings.namespace) {
+        request.namespace = settings.namespace;
+      }
+      const gpus = gpuOverrides(result, state.gpus, problems);
+      if (Object.keys(gpus).length) {
+        request.gpus = gpus;
+      }
+    }
+    if (TRAINING_ENGINES.includes(state.engine)) {
+      if (!Number.isInteger(state.workers) || state.workers < 1) {
+        problems.push('workers: at least 1');
+      }
+      request.workers = state.workers;
+    }
+    if (result.errors.length) {
+      problems.unshift(
+        `the notebook has ${result.errors.length} compile error(s): fix them first`
+      );
+    }
+    return { request, problems };
+  }
+
+  protected render(): React.ReactElement {
+    return (
+      <RunForm
+        options={this.options}
+        state={this._state}
+        onChange={change => {
+          this._state = { ...this._state, ...change };
+          this.update();
+        }}
+      />
+    );
+  }
+
+  private _state: IDialogState;
+}
+
+function RunForm(props: {
+  options: IRunDialogOptions;
+  state: IDialogState;
+  onChange: (change: Partial<IDialogState>) => void;
+}): React.ReactElement {
+  const { options, state, onChange } = props;
+  const { result, gpus } = options;
+  const engines = availableEngines(options.config);
+  const local = LOCAL_ENGINES.includes(state.engine);
+  const gpuSteps = result.steps.filter(step => step.resources.gpu);
+  const parameters = Object.entries(result.parameter_types);
+  const check = readParameters(
+    result.parameter_types,
+    result.parameters,
+    state.texts
+  );
+  return (
+    <form
+      className="cp-RunForm"
+      aria-label="Run the pipeline"
+      onSubmit={event => event.preventDefault()}
+    >
+      <div className="cp-Field">
+        <label htmlFor="cp-engine">Engine</label>
+        <HTMLSelect
+          id="cp-engine"
+          aria-label="Engine"
+          value={state.engine}
+          onChange={event => onChange({ engine: event.currentTarget.value })}
+          options={engines.map(engine => ({
+            value: engine,
+            label: ENGINE_LABELS[engine] ?? engine
+          }))}
+        />
+      </div>
+      <fieldset className="cp-Field">
+        <legend>Parameters</legend>
+        {parameters.length === 0 && (
+          <span className="cp-Hint">The notebook has no parameters cell.</span>
+        )}
+        <table className="cp-Table cp-ParamTable">
+          <tbody>
+            {parameters.map(([name, type]) => (
+              <tr key={name}>
+                <th scope="row">
+                  <label htmlFor={`cp-param-${name}`}>{name}</label>
+                  <span className="cp-Type">{type}</span>
+                </th>
+                <td>
+                  {type === 'bool' ? (
+                    <input
+                      id={`cp-param-${name}`}
+                      type="checkbox"
+                      aria-label={`Parameter ${name} (${type})`}
+                      checked={state.texts[name] === 'true'}
+                      onChange={event =>
+                        onChange({
+                          texts: {
+                            ...state.texts,
+                            [name]: event.currentTarget.checked
+                              ? 'true'
+                              : 'false'
+                          }
+                        })
+                      }
+                    />
+                  ) : (
+                    <input
+                      id={`cp-param-${name}`}
+                      className="jp-mod-styled cp-Input"
+                      type="text"
+                      inputMode={
+                        type === 'int'
+                          ? 'numeric'
+                          : type === 'float'
+                            ? 'decimal'
+                            : undefined
+                      }
+                      aria-label={`Parameter ${name} (${type})`}
+                      value={state.texts[name] ?? ''}
+                      onChange={event =>
+                        onChange({
+                          texts: {
+                            ...state.texts,
+                            [name]: event.currentTarget.value
+                          }
+                        })
+                      }
+                    />
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {check.problems.length > 0 && (
+          <ul className="cp-FormProblems" role="alert">
+            {check.problems.map(problem => (
+              <li key={problem}>{problem}</li>
+            ))}
+          </ul>
+        )}
+      </fieldset>
+      {gpuSteps.length > 0 && (
+        <fieldset className="cp-Field">
+          <legend>GPUs</legend>
+          <table className="cp-Table cp-GpuTable">
+            <thead>
+              <tr>
+                <th scope="col">Step</th>
+                <th scope="col">{local ? 'Asks for' : 'GPUs'}</th>
+                {!local && <th scope="col">Type</th>}
+                <th scope="col">Free</th>
+              </tr>
+            </thead>
+            <tbody>
+              {gpuSteps.map(step => {
+                const choice = state.gpus[step.name];
+                const typeName = local
+                  ? step.resources.gpu?.type
+                  : choice?.type;
+                const type = gpus?.types.find(t => t.name === typeName);
+                const free = local
+                  ? gpus?.this_machine.has_gpu
+                    ? 'this machine has GPUs'
+                    : 'none here: runs on the CPU'
+                  : typeof type?.free === 'number'
+                    ? `${type.free} free`
+                    : 'unknown';
+                const setChoice = (change: Partial<IGpuChoice>) =>
+                  onChange({
+                    gpus: {
+                      ...state.gpus,
+                      [step.name]: { ...choice, ...change }
+                    }
+                  });
+                return (
+                  <tr key={step.name}>
+                    <th scope="row">{step.name}</th>
+                    {local ? (
+                      <td>{gpuBadge(step)}</td>
+                    ) : (
+                      <>
+                        <td>
+                          <input
+                            className="jp-mod-styled cp-Number"
+                            type="number"
+                            min={0}
+                            aria-label={`GPUs for step ${step.name}`}
+                            value={choice.count}
+                            onChange={event =>
+                              setChoice({ count: event.currentTarget.value })
+                            }
+                          />
+                        </td>
+                        <td>
+                          <HTMLSelect
+                            aria-label={`GPU type for step ${step.name}`}
+                            value={choice.type}
+                            onChange={event =>
+                              setChoice({ type: event.currentTarget.value })
+                            }
+                            options={[
+                              { value: '', label: 'any type' },
+                              ...(gpus?.types ?? [])
+                                .filter(t => t.name)
+                                .map(t => ({
+                                  value: t.name ?? '',
+                                  label: t.display_name
+                                })),
+                              ...(choice.type &&
+                              !gpus?.types.some(t => t.name === choice.type)
+                                ? [{ value: choice.type, label: choice.type }]
+                                : [])
+                            ]}
+                          />
+                        </td>
+                      </>
+                    )}
+                    <td>{free}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+          {local ? (
+            <p className="cp-Hint">
+              A step's GPUs are its <code>gpu:</code> tag: change them in the
+              step editor.
+            </p>
+          ) : (
+            <p className="cp-Hint">
+              Choices here are for this run only; the tags stay as they are.
+              {gpus?.message ? ` ${gpus.message}` : ''}
+            </p>
+          )}
+          {local && (
+            <label className="cp-Check">
+              <input
+                type="checkbox"
+                checked={state.requireGpus}
+                onChange={event =>
+                  onChange({ requireGpus: event.currentTarget.checked })
+                }
+              />
+              Require GPUs (refuse to run GPU steps on the CPU)
+            </label>
+          )}
+        </fieldset>
+      )}
+      {state.engine === 'kfp' && (
+        <p className="cp-Hint">
+          Submits to{' '}
+          {options.config?.kfp_host ??
+            'the Kubeflow Pipelines host the server is configured with'}
+          {options.settings.namespace
+            ? `, namespace ${options.settings.namespace}`
+            : ''}
+          .
+          {options.settings.kfpHost &&
+          options.settings.kfpHost !== options.config?.kfp_host
+            ? ` (Your setting names ${options.settings.kfpHost}; the server's own host is the one it submits to.)`
+            : ''}
+        </p>
+      )}
+      {TRAINING_ENGINES.includes(state.engine) && (
+        <div className="cp-Field">
+          <label htmlFor="cp-workers">Workers</label>
+          <input
+            id="cp-workers"
+            className="jp-mod-styled cp-Number"
+            type="number"
+            min={1}
+            value={state.workers}
+            onChange={event =>
+              onChange({ workers: parseInt(event.currentTarget.value, 10) })
+            }
+          />
+        </div>
+      )}
+      <label className="cp-Check">
+        <input
+          type="checkbox"
+          checked={state.useCache}
+          onChange={event =>
+            onChange({ useCache: event.currentTarget.checked })
+          }
+        />
+        Reuse unchanged steps (step cache)
+      </label>
+    </form>
+  );
+}

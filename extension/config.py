@@ -18,7 +18,9 @@ imported by the CLI at start.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Dict, Int, List, TraitError, Unicode, validate
@@ -32,8 +34,49 @@ ENGINES = {
     "local": "cellpipe.launcher.local_engine.LocalEngine",
     "kfp-local": "cellpipe.launcher.kfp_local.KfpLocalEngine",
 }
+# The cluster engines (`cellpipe submit --engine`), known by name: each is submitted through
+# its own launcher class, not through the `engines` interface (see CellPipe.offered_engines).
+CLUSTER_ENGINES = {
+    "kfp": "cellpipe.launcher.kfp_engine.KfpEngine",
+    **{
+        name: "cellpipe.launcher.training.TrainingEngine"
+        for name in ("pytorchjob", "tfjob", "xgboostjob", "mpijob", "trainjob")
+    },
+}
 BUILDERS = ("engine", "append", "kaniko")
 GPU_TYPE_KEYS = {"name": str, "display_name": str, "resource": str}
+
+
+def check_gpu_types(entries: Any, where: str) -> list[dict[str, str]]:
+    """A `gpu_types` list checked (the one shape of c.CellPipe.gpu_types and the spawners'
+    gpu_types); TraitError naming `where` and the entry otherwise."""
+    checked = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise TraitError(f"{where} entry {number} is not a dict")
+        unknown = sorted(set(entry) - set(GPU_TYPE_KEYS))
+        if unknown:
+            raise TraitError(
+                f"{where} entry {number}: unknown keys {', '.join(unknown)}; "
+                f"the keys are {', '.join(GPU_TYPE_KEYS)}"
+            )
+        if not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise TraitError(f"{where} entry {number} needs a name")
+        for key, value in entry.items():
+            if not isinstance(value, str):
+                raise TraitError(f"{where} entry {number}: {key} is not text")
+        checked.append(dict(entry))
+    return checked
+
+
+def kubernetes_configured() -> bool:
+    """Whether a Kubernetes configuration is found as kubectl finds it ($KUBECONFIG, else
+    ~/.kube/config), or this runs in a pod; nothing is read or asked of the cluster."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    named = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    path = Path(named) if named else Path.home() / ".kube" / "config"
+    return path.is_file()
 
 
 class CellPipe(Configurable):
@@ -54,13 +97,16 @@ class CellPipe(Configurable):
         `store` and `home` keyword arguments and has `run(request, listener) -> RunRecord`
         (cellpipe.launcher.LocalEngine is the model); set `cancellable = True` on it if it
         honours `RunRequest.cancel`. Replace an entry to swap an engine (tests swap in
-        doubles this way).""",
+        doubles this way). The cluster engines (`kfp`, `pytorchjob`, `tfjob`, `xgboostjob`,
+        `mpijob`, `trainjob`) are not listed here: the server offers them besides these when
+        the cluster is configured (kfp: kfp_host, $KF_PIPELINES_ENDPOINT or Kubernetes;
+        training engines: a kubeconfig, or running in a pod).""",
     ).tag(config=True)
 
     builder = Unicode(
-        "engine",
-        help="""How images are built: `engine` (a Docker Engine API: Docker or podman),
-        `append` (layers appended in an OCI registry, no daemon) or `kaniko` (in the
+        "append",
+        help="""How images are built: `append` (layers appended in an OCI registry, no daemon;
+        the default), `engine` (a Docker Engine API: Docker or podman) or `kaniko` (in the
         cluster).""",
     ).tag(config=True)
 
@@ -152,21 +198,7 @@ class CellPipe(Configurable):
 
     @validate("gpu_types")
     def _check_gpu_types(self, proposal: Any) -> list[dict[str, str]]:
-        checked = []
-        for number, entry in enumerate(proposal["value"], start=1):
-            unknown = sorted(set(entry) - set(GPU_TYPE_KEYS))
-            if unknown:
-                raise TraitError(
-                    f"CellPipe.gpu_types entry {number}: unknown keys {', '.join(unknown)}; "
-                    f"the keys are {', '.join(GPU_TYPE_KEYS)}"
-                )
-            if not isinstance(entry.get("name"), str) or not entry["name"]:
-                raise TraitError(f"CellPipe.gpu_types entry {number} needs a name")
-            for key, value in entry.items():
-                if not isinstance(value, str):
-                    raise TraitError(f"CellPipe.gpu_types entry {number}: {key} is not text")
-            checked.append(dict(entry))
-        return checked
+        return check_gpu_types(proposal["value"], "CellPipe.gpu_types")
 
     @validate("concurrent_runs")
     def _check_concurrent_runs(self, proposal: Any) -> int:
@@ -189,6 +221,28 @@ class CellPipe(Configurable):
     def engine_class(self, name: str) -> Any:
         """The engine class configured for `name` (KeyError if there is none)."""
         return import_item(self.engines[name])
+
+    def cluster_engines(self) -> dict[str, str]:
+        """The cluster engines this configuration can submit to, name -> launcher class:
+        `kfp` when a Kubeflow Pipelines address is configured (kfp_host,
+        $KF_PIPELINES_ENDPOINT) or Kubernetes is (then through the API server's proxy, or
+        in-cluster); the training engines when Kubernetes is. Configured, not checked: an
+        unreachable cluster is said so when a run is submitted."""
+        kubernetes = kubernetes_configured()
+        offered = {}
+        if self.kfp_host or os.environ.get("KF_PIPELINES_ENDPOINT") or kubernetes:
+            offered["kfp"] = CLUSTER_ENGINES["kfp"]
+        if kubernetes:
+            offered.update({k: v for k, v in CLUSTER_ENGINES.items() if k != "kfp"})
+        return offered
+
+    def offered_engines(self) -> dict[str, str]:
+        """What a client may choose: `engines` (runs on this machine), then the cluster
+        engines that are configured (cluster_engines)."""
+        offered = dict(self.engines)
+        for name, cls in self.cluster_engines().items():
+            offered.setdefault(name, cls)
+        return offered
 
     def public(self) -> dict[str, Any]:
         """Every setting except the secrets, as JSON."""

@@ -2,7 +2,8 @@
 
 Reads manifests and configs, checks and uploads blobs, mounts blobs across repositories and
 puts manifests. Credentials come from the usual places (docker's config.json, podman's
-auth.json, or CELLPIPE_REGISTRY_USERNAME / CELLPIPE_REGISTRY_PASSWORD) and are never logged,
+auth.json, or CELLPIPE_REGISTRY_USERNAME / CELLPIPE_REGISTRY_PASSWORD for the registry named
+by CELLPIPE_REGISTRY_HOST, so they go to that registry only) and are never logged,
 printed, or put into an error message.
 """
 
@@ -98,7 +99,7 @@ def credentials_for(registry: str) -> tuple[str, str] | None:
     """(username, password) for `registry`, from the environment or a docker/podman auth file."""
     user = os.environ.get("CELLPIPE_REGISTRY_USERNAME")
     password = os.environ.get("CELLPIPE_REGISTRY_PASSWORD")
-    if user and password:
+    if user and password and os.environ.get("CELLPIPE_REGISTRY_HOST") == registry:
         return user, password
     for path in _auth_files():
         try:
@@ -159,7 +160,8 @@ class RegistryClient:
                 raise RegistryError(
                     f"the registry {self.registry} asks for a login and no credentials were "
                     "found: run `podman login` / `docker login`, or set "
-                    "CELLPIPE_REGISTRY_USERNAME and CELLPIPE_REGISTRY_PASSWORD"
+                    f"CELLPIPE_REGISTRY_HOST={self.registry}, CELLPIPE_REGISTRY_USERNAME and "
+                    "CELLPIPE_REGISTRY_PASSWORD"
                 )
             token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
             self._authorization = f"Basic {token}"

@@ -48,11 +48,16 @@ class CellPipeApp(ExtensionApp):
         )
 
     def current_activity(self) -> Any:
-        """Running runs count as activity, so an idle culler leaves the server alone."""
-        return bool(self.service and self.service.runs.active_ids()) or None
+        """Running runs and builds count as activity, so an idle culler leaves the server
+        alone."""
+        if self.service is None:
+            return None
+        busy = self.service.runs.active_ids() or self.service.builds.busy()
+        return bool(busy) or None
 
     async def stop_extension(self) -> None:
         if self.service is not None:
+            self.service.builds.shutdown()
             await asyncio.to_thread(self.service.runs.shutdown)
 
 

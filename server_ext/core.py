@@ -1,8 +1,10 @@
 """What the REST API does, without tornado: requests in (JSON dicts), JSON or ApiError out.
 
 The handlers (handlers.py) only parse, authorise and write; everything they answer comes from
-here, over the converter and the launcher. Long work (a run) goes to a thread pool; a run is
-answered at once with its id, and followed through the run store.
+here, over the converter and the launcher. Long work (a run, a submit to a cluster, a build)
+goes to a thread pool; it is answered at once with its id. Runs are followed through the run
+store (cluster runs through their engine, as `cellpipe status` does: cluster.py); builds live
+in this process's memory (builds.py).
 """
 
 from __future__ import annotations
@@ -28,14 +30,17 @@ from cellpipe.converter import (
 )
 from cellpipe.converter.params import ParameterError, parameter_values
 from cellpipe.launcher import RunRecord, RunRequest, RunStore, StepRecord, cellpipe_home
+from cellpipe.launcher.cluster import CLUSTER_ENGINES
 from cellpipe.launcher.local_engine import LOG_FILE, machine_has_gpu
 from cellpipe.launcher.store import new_run_id
 from cellpipe.runtime.step import REPORT_FILE
 
 from . import API_NAMESPACE
+from .builds import BuildManager
 
 FINISHED = ("Succeeded", "Failed", "Cancelled")
 LOG_LIMIT = 1 << 20  # the last MiB of a log; `truncated` says when there was more
+PROGRESS_LIMIT = 500  # a cluster run's messages kept while it is submitted (the last ones)
 # kfp.local keeps its settings process-wide and the engine redirects sys.stdout while it
 # runs, so runs of these engines go one at a time.
 ONE_AT_A_TIME = frozenset({"kfp-local"})
@@ -116,6 +121,7 @@ class CellPipeService:
         self.allow_hidden = allow_hidden
         self.log = log or logging.getLogger(__name__)
         self.runs = RunManager(config, log=self.log)
+        self.builds = BuildManager(log=self.log)
 
     # -- compile ----------------------------------------------------------------------------
     def compile(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +168,13 @@ class CellPipeService:
         self, body: dict[str, Any], *, local_only: bool
     ) -> tuple[Pipeline, NotebookRef | None, Any]:
         """The compiled pipeline, where its notebook lives, and the CompileOptions used."""
+        pipeline, ref, options, _ = self._compiled(body, local_only=local_only)
+        return pipeline, ref, options
+
+    def _compiled(
+        self, body: dict[str, Any], *, local_only: bool
+    ) -> tuple[Pipeline, NotebookRef | None, Any, dict[str, Any]]:
+        """As _pipeline, and the notebook itself (as a dict)."""
         notebook, ref, name = self._load(body)
         options = self._options(body, notebook, local_only)
         pipeline = build_pipeline(notebook, ref.api_path if ref else name, options)
@@ -172,21 +185,41 @@ class CellPipeService:
                 "\n".join(error.for_people(name) for error in pipeline.errors),
                 **pipeline.to_json(),
             )
-        return pipeline, ref, options
+        return pipeline, ref, options, notebook
 
     # -- runs -------------------------------------------------------------------------------
     def start_run(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST /runs: {"path", "content"?, "engine"?, "parameters"?: {name: value},
-        "use_cache"?: true, "require_gpus"?: false}; the run goes on in the background."""
+        "use_cache"?: true, "require_gpus"?: false}; the run goes on in the background.
+
+        A cluster engine (kfp, pytorchjob, tfjob, xgboostjob, mpijob, trainjob) takes what
+        `cellpipe submit` takes: "gpus"?: {STEP: "N[:TYPE]"}, "image"? (no build), "registry"?,
+        "builder"? (append | engine), "namespace"?, "experiment"? (kfp); "step"?, "workers"?,
+        "gpus_per_worker"?, "gpu_type"?, "pvc"?, "storage_size"?, "storage_class"?, "runtime"?
+        (training engines)."""
         engine = body.get("engine") or self.config.default_engine
-        if engine not in self.config.engines:
+        offered = self.config.offered_engines()
+        if engine not in offered:
+            if engine in CLUSTER_ENGINES:
+                raise ApiError(
+                    400,
+                    "unknown_engine",
+                    f"the {engine} engine is not configured on this server: "
+                    + (
+                        "set c.CellPipe.kfp_host, or give the server a kubeconfig"
+                        if engine == "kfp"
+                        else "give the server a kubeconfig ($KUBECONFIG or ~/.kube/config)"
+                    ),
+                )
             raise ApiError(
                 400,
                 "unknown_engine",
-                f"no engine {engine!r}; the engines are {', '.join(self.config.engines)}",
+                f"no engine {engine!r}; the engines are {', '.join(offered)}",
             )
         if body.get("path") is None:
             raise ApiError(400, "bad_path", "name the notebook: a run needs its 'path'")
+        if engine in CLUSTER_ENGINES:
+            return self._start_cluster_run(body, engine)
         pipeline, ref, _ = self._pipeline(body, local_only=True)
         assert ref is not None
         parameters = self._parameters(ref.api_path, pipeline, body.get("parameters"))
@@ -218,6 +251,36 @@ class CellPipeService:
             parameters,
             use_cache=body.get("use_cache", True) is not False,
         )
+        return {**self.run_json(record), "warnings": warnings}
+
+    def _start_cluster_run(self, body: dict[str, Any], engine: str) -> dict[str, Any]:
+        from .cluster import prepare
+
+        if body.get("registry") is not None and not isinstance(body["registry"], str):
+            raise ApiError(400, "bad_request", "'registry' must be text")
+        pipeline, ref, options, notebook = self._compiled(body, local_only=False)
+        assert ref is not None
+        parameters = self._parameters(ref.api_path, pipeline, body.get("parameters"))
+        warnings = [
+            d.to_json()
+            for d in pipeline.warnings
+            # an image given makes the registry moot, as for `cellpipe submit --image`
+            if not (body.get("image") and "no registry is configured" in d.message)
+        ]
+        submit = prepare(
+            self.config,
+            self.runs.store,
+            self.runs.home,
+            body,
+            engine,
+            name=ref.api_path,
+            notebook_path=ref.os_path,
+            notebook=notebook,
+            pipeline=pipeline,
+            options=options,
+            parameters=parameters,
+        )
+        record = self.runs.submit_cluster(submit)
         return {**self.run_json(record), "warnings": warnings}
 
     def _parameters(self, name: str, pipeline: Pipeline, given: Any) -> dict[str, Any]:
@@ -257,7 +320,31 @@ class CellPipeService:
         return {"runs": [self.run_json(r) for r in self.runs.records(os_path)]}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        return self.run_json(self._record(run_id))
+        """GET /runs/ID. A cluster run's status is asked of its engine first (as `cellpipe
+        status`); when the engine cannot say, the last known status, and `refresh_error`."""
+        record = self._record(run_id)
+        if record.engine not in CLUSTER_ENGINES:
+            return self.run_json(record)
+        problem = None
+        refreshed = False
+        if record.status not in FINISHED and not self.runs.is_active(run_id):
+            problem = self._refresh(record)
+            refreshed = problem is None
+        return {**self.run_json(record), "refreshed": refreshed, "refresh_error": problem}
+
+    def _refresh(self, record: RunRecord) -> str | None:
+        from .cluster import refresh
+
+        try:
+            return refresh(self.config, record, self.runs.store, self.runs.home)
+        except Exception as exc:  # never an error: the last known status stands
+            self.log.warning("cellpipe: refreshing run %s failed", record.run_id, exc_info=True)
+            return f"{type(exc).__name__}: {exc}"
+
+    def _tracker(self, record: RunRecord) -> Any:
+        from .cluster import tracker
+
+        return tracker(self.config, record, self.runs.store, self.runs.home)
 
     def _record(self, run_id: str) -> RunRecord:
         record = self.runs.get(run_id)
@@ -266,7 +353,8 @@ class CellPipeService:
         return record
 
     def run_json(self, record: RunRecord) -> dict[str, Any]:
-        """The run as the CLI's --format json shows it, plus its notebook's API path."""
+        """The run as the CLI's --format json shows it, plus its notebook's API path (and,
+        while this server submits a cluster run, its `progress` messages so far)."""
         result: dict[str, Any] = record.to_json()
         notebook = Path(record.notebook)
         result["path"] = (
@@ -274,13 +362,49 @@ class CellPipeService:
             if notebook.is_relative_to(self.root)
             else None
         )
+        progress = self.runs.progress(record.run_id)
+        if progress is not None:
+            result["progress"] = progress
         return result
 
-    def delete_run(self, run_id: str, force: bool = False) -> None:
-        """DELETE /runs/ID: the record and its folder (runs/RUN_ID), not shared cached steps."""
+    def cancel_run(self, run_id: str) -> Future[None] | None:
+        """POST /runs/ID/cancel: a run this server runs is stopped here (the future ends when
+        it has ended); a cluster run is cancelled in its engine (None: done)."""
+        ended = self.runs.cancel(run_id)
+        if ended is not None:
+            return ended
+        record = self._record(run_id)
+        if record.engine in CLUSTER_ENGINES:
+            from cellpipe.launcher.k8s import ClusterError
+
+            tracker = self._tracker(record)
+            if record.status not in FINISHED:
+                self._refresh(record)
+            if record.status in FINISHED:
+                raise ApiError(409, "finished", f"run {run_id} has already ended: {record.status}")
+            try:
+                tracker.cancel(record)
+            except ClusterError as exc:
+                raise ApiError(502, "cluster_error", f"cannot cancel run {run_id}: {exc}") from None
+            self.runs.notify(run_id)
+            return None
+        if record.status in FINISHED:
+            raise ApiError(409, "finished", f"run {run_id} has already ended: {record.status}")
+        raise ApiError(
+            409,
+            "not_started_here",
+            f"run {run_id} was not started by this server (the CLI?); stop it where it runs",
+        )
+
+    def delete_run(self, run_id: str, force: bool = False, keep_remote: bool = False) -> None:
+        """DELETE /runs/ID: the record and its folder (runs/RUN_ID), not shared cached steps;
+        a cluster run is deleted in its engine too (as `cellpipe delete`) unless keep_remote."""
         if self.runs.is_active(run_id):
             raise ApiError(409, "running", f"run {run_id} is running; cancel it first")
         record = self._record(run_id)
+        if record.engine in CLUSTER_ENGINES:
+            self._delete_cluster_run(record, force, keep_remote)
+            return
         if record.status not in FINISHED and not force:
             raise ApiError(
                 409,
@@ -290,10 +414,37 @@ class CellPipeService:
             )
         self.runs.store.delete(run_id)
 
+    def _delete_cluster_run(self, record: RunRecord, force: bool, keep_remote: bool) -> None:
+        from cellpipe.launcher.k8s import ClusterError
+
+        run_id = record.run_id
+        if record.status not in FINISHED:
+            self._refresh(record)
+        if record.status not in FINISHED and not force:
+            raise ApiError(
+                409,
+                "running",
+                f"run {run_id} is {record.status}; cancel it first, or delete it anyway with "
+                "force=true",
+            )
+        if not keep_remote:
+            try:
+                self._tracker(record).delete(record)
+            except ClusterError as exc:
+                raise ApiError(
+                    502,
+                    "cluster_error",
+                    f"run {run_id} is kept: deleting it in its engine failed: {exc} "
+                    "(keep_remote=true forgets it here only)",
+                ) from None
+        self.runs.store.delete(run_id)
+
     def run_logs(self, run_id: str, step_name: str | None) -> dict[str, Any]:
         """GET /runs/ID/logs[?step=NAME]: what the step printed (its log, tracebacks included);
         without a step, the run's own log (the executor's, or kfp.local's)."""
         record = self._record(run_id)
+        if record.engine in CLUSTER_ENGINES:
+            return self._cluster_logs(record, step_name)
         run_dir = Path(record.outputs)
         run_log = run_dir / (
             "kfp-local-log.txt" if record.engine == "kfp-local" else "prelude-log.txt"
@@ -332,21 +483,139 @@ class CellPipeService:
             **found,
         }
 
-    # -- the rest ---------------------------------------------------------------------------
-    def gpus(self) -> dict[str, Any]:
-        """GET /gpus: the configured GPU types (the cluster's inventory is a later issue)."""
+    def _cluster_logs(self, record: RunRecord, step_name: str | None) -> dict[str, Any]:
+        """A cluster run's logs, from its pods through its engine (as `cellpipe logs`)."""
+        from .cluster import read_logs
+
+        step = None
+        if step_name is not None:
+            step = next((s for s in record.steps.values() if step_name in (s.name, s.task)), None)
+            if step is None:
+                raise ApiError(
+                    404,
+                    "not_found",
+                    f"run {record.run_id} has no step {step_name!r}; its steps are "
+                    f"{', '.join(repr(s) for s in record.steps)}",
+                )
+        if self.runs.is_active(record.run_id):
+            text = "the run is being submitted; its pods have printed nothing yet\n"
+        else:
+            text = read_logs(self.config, record, self.runs.store, self.runs.home, step_name)
+        data = text.encode("utf-8")
+        truncated = len(data) > LOG_LIMIT
+        if truncated:
+            text = data[-LOG_LIMIT:].decode("utf-8", errors="replace")
         return {
-            "source": "configuration",
-            "resource": self.config.gpu_resource,
-            "label": self.config.gpu_label,
-            "types": self.config.gpu_type_list(),
-            "this_machine": {"has_gpu": machine_has_gpu()},
+            "run_id": record.run_id,
+            "step": step.name if step else None,
+            "task": step.task if step else None,
+            "status": step.status if step else record.status,
+            "text": text,
+            "source": "cluster",
+            "truncated": truncated,
         }
 
+    # -- builds -----------------------------------------------------------------------------
+    def start_build(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /builds: {"path", "content"?, "registry"?, "builder"? (append | engine |
+        kaniko), "base"?, "max_file_size"? (MB)}; defaults from metadata.cellpipe, then
+        c.CellPipe (registry, base_image; builder when a config file sets it, else append, as
+        `cellpipe submit`). The build goes on in the background; kaniko writes its Job and
+        context to cellpipe-build/ beside the notebook."""
+        from cellpipe.launcher.build import BUILDERS, BuildRequest
+        from cellpipe.launcher.requirements import DEFAULT_MAX_FILE_BYTES
+
+        from .cluster import default_builder
+
+        for key in ("registry", "base", "builder"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise ApiError(400, "bad_request", f"'{key}' must be text")
+        builder = body.get("builder") or default_builder(self.config)
+        if builder not in BUILDERS:
+            raise ApiError(
+                400,
+                "unknown_builder",
+                f"unknown builder {builder!r}: use one of {', '.join(BUILDERS)}",
+            )
+        size = body.get("max_file_size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))):
+            raise ApiError(400, "bad_request", "'max_file_size' must be a number of MB")
+        if body.get("path") is None:
+            raise ApiError(400, "bad_path", "name the notebook: a build needs its 'path'")
+        base = body.get("base") or None
+        pipeline, ref, _, notebook = self._compiled({**body, "base_image": base}, local_only=True)
+        assert ref is not None
+        registry = pipeline.settings.registry
+        if not registry:
+            raise ApiError(
+                400,
+                "no_registry",
+                f"{ref.api_path}: no registry to push to: give 'registry', "
+                "metadata.cellpipe.registry or c.CellPipe.registry",
+            )
+        request = BuildRequest(
+            pipeline,
+            ref.os_path,
+            notebook,
+            registry=registry,
+            builder=builder,
+            base=base,
+            max_file_bytes=int(size * 1e6) if size is not None else DEFAULT_MAX_FILE_BYTES,
+        )
+        warnings = [d.to_json() for d in pipeline.warnings]
+        return self.builds.submit(request, ref.api_path, warnings).to_json()
+
+    def get_build(self, build_id: str) -> dict[str, Any]:
+        """GET /builds/ID."""
+        build = self.builds.get(build_id)
+        if build is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"no build {build_id} (builds are kept in the server's memory until it stops)",
+            )
+        return build
+
+    def list_builds(self) -> dict[str, Any]:
+        """GET /builds: the builds this server process knows, newest first."""
+        return {"builds": self.builds.list()}
+
+    # -- the rest ---------------------------------------------------------------------------
+    def gpus(self) -> dict[str, Any]:
+        """GET /gpus: the cluster's GPU inventory, as `cellpipe gpus --format json` (types,
+        totals, free counts, nodes); where the nodes cannot be read, the configured types
+        with counts unknown and `message` saying why. Never an error."""
+        from cellpipe.launcher import gpus
+
+        from .cluster import kube_settings
+
+        config = self.config
+        types = gpus.configured_types(config.gpu_types, config.gpu_resource)
+        try:
+            inventory = gpus.cluster_inventory(
+                kube_settings(), types, config.gpu_resource, config.gpu_label
+            )
+        except Exception as exc:  # the inventory never fails the answer
+            self.log.warning("cellpipe: reading the GPU inventory failed", exc_info=True)
+            inventory = gpus.from_configuration(
+                types, config.gpu_resource, config.gpu_label, f"{exc}; counts unknown"
+            )
+        result: dict[str, Any] = inventory.to_json()
+        result["this_machine"] = {"has_gpu": machine_has_gpu()}
+        return result
+
     def config_json(self) -> dict[str, Any]:
-        """GET /config: every setting but the secrets."""
+        """GET /config: every setting but the secrets; `engines` are the engines a client
+        may choose (c.CellPipe.engines, then the cluster engines that are configured), and
+        `capabilities` the routes beyond compile and runs."""
         public: dict[str, Any] = self.config.public()
-        return {"version": __version__, "api": API_NAMESPACE, **public}
+        public["engines"] = self.config.offered_engines()
+        return {
+            "version": __version__,
+            "api": API_NAMESPACE,
+            **public,
+            "capabilities": ["builds"],
+        }
 
 
 def _read_log(path: Path, source: str) -> dict[str, Any]:
@@ -372,13 +641,21 @@ def _read_log(path: Path, source: str) -> dict[str, Any]:
 class _Active:
     """A run this server started and that has not ended."""
 
-    request: RunRequest
+    request: RunRequest | None  # None: a cluster run (`cluster` submits it)
     placeholder: RunRecord  # what GET answers until the engine has recorded the run
     engine: str
     engine_class: Any
     cancel: threading.Event  # the same event as request.cancel
     future: Future[None] | None = None
     started: bool = False
+    cluster: Any = None  # cluster.ClusterSubmit
+    progress: list[str] | None = None  # a cluster run's messages while it is submitted
+
+    @property
+    def cancellable(self) -> bool:
+        """Whether a started run can still be stopped (a cluster run: anything not sent yet
+        is never sent; what was sent is cancelled in its engine once the submit returns)."""
+        return self.cluster is not None or bool(getattr(self.engine_class, "cancellable", False))
 
 
 class RunManager:
@@ -394,6 +671,19 @@ class RunManager:
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
         self._watchers: dict[str, set[Callable[[], object]]] = {}
+
+    def submit_cluster(self, submit: Any) -> RunRecord:
+        """Submit a cluster run (a cluster.ClusterSubmit) in the background: its check of the
+        GPUs, its build and its submit; the placeholder record (Pending) comes back at once."""
+        placeholder = submit.placeholder(self.home)
+        active = _Active(
+            None, placeholder, placeholder.engine, None, threading.Event(), cluster=submit
+        )
+        active.progress = []
+        with self._lock:
+            self._active[placeholder.run_id] = active
+            active.future = self._pool.submit(self._work, active)
+        return placeholder
 
     def submit(
         self,
@@ -436,8 +726,11 @@ class RunManager:
                     self._record_end(active, "Cancelled", "cancelled before it started")
                     return
                 active.started = True
-            engine = active.engine_class(store=self.store, home=self.home)
-            engine.run(active.request, lambda _event, _step: self._notify(run_id))
+            if active.cluster is not None:
+                self._submit(active)
+            else:
+                engine = active.engine_class(store=self.store, home=self.home)
+                engine.run(active.request, lambda _event, _step: self._notify(run_id))
         except BaseException as exc:  # recorded, never lost: a run ends Failed with its error
             self.log.exception("cellpipe: run %s failed in its engine", run_id)
             self._record_end(active, "Failed", f"{type(exc).__name__}: {exc}")
@@ -445,6 +738,33 @@ class RunManager:
             with self._lock:
                 self._active.pop(run_id, None)
             self._notify(run_id)
+
+    def _submit(self, active: _Active) -> None:
+        """A cluster run: check, build, submit (cluster.ClusterSubmit.run); what stops it
+        before its engine is recorded as its end, with the CLI's words."""
+        from .cluster import RunCancelled, RunFailed
+
+        run_id = active.placeholder.run_id
+
+        def say(message: str) -> None:
+            with self._lock:
+                if active.progress is not None:
+                    active.progress.append(message)
+                    del active.progress[:-PROGRESS_LIMIT]
+            self._notify(run_id)
+
+        try:
+            record = active.cluster.run(say, active.cancel.is_set)
+            with self._lock:  # from now on a cancel goes to the engine, through tracking
+                self._active.pop(run_id, None)
+                cancelled = active.cancel.is_set()
+            if cancelled:  # asked while it was being sent
+                active.cluster.cancel_sent(record)
+        except RunFailed as exc:
+            self.log.info("cellpipe: run %s was not submitted: %s", run_id, exc)
+            self._record_end(active, "Failed", str(exc))
+        except RunCancelled:
+            self._record_end(active, "Cancelled", "cancelled before it was submitted")
 
     def _record_end(self, active: _Active, status: str, error: str) -> None:
         """End a run the engine did not end (or never recorded) with `status` and `error`."""
@@ -460,6 +780,10 @@ class RunManager:
                 [(s.name, s.task) for s in placeholder.steps.values()],
                 self.home / "runs",
                 run_id,
+                notebook_hash=placeholder.notebook_hash,
+                image=placeholder.image,
+                gpus=placeholder.gpus,
+                external=placeholder.external,
             )
         if record.status in FINISHED:
             return
@@ -500,12 +824,19 @@ class RunManager:
         with self._lock:
             return list(self._active)
 
-    def cancel(self, run_id: str) -> Future[None]:
-        """Stop a run this server started; the future ends when the run has ended."""
+    def progress(self, run_id: str) -> list[str] | None:
+        """A cluster run's messages while this server submits it (None: none)."""
+        with self._lock:
+            active = self._active.get(run_id)
+            return list(active.progress) if active and active.progress is not None else None
+
+    def cancel(self, run_id: str) -> Future[None] | None:
+        """Stop a run this server runs; the future ends when the run has ended. None: the
+        run is not running here (it ended, or another process runs it)."""
         with self._lock:
             active = self._active.get(run_id)
             if active is not None and active.started:
-                if not getattr(active.engine_class, "cancellable", False):
+                if not active.cancellable:
                     raise ApiError(
                         409,
                         "not_cancellable",
@@ -519,16 +850,7 @@ class RunManager:
             if active is not None:
                 active.cancel.set()  # a worker about to start it records it Cancelled instead
         if active is None:
-            record = self.store.get(run_id)
-            if record is None:
-                raise ApiError(404, "not_found", f"no run {run_id}")
-            if record.status in FINISHED:
-                raise ApiError(409, "finished", f"run {run_id} has already ended: {record.status}")
-            raise ApiError(
-                409,
-                "not_started_here",
-                f"run {run_id} was not started by this server (the CLI?); stop it where it runs",
-            )
+            return None
         self._notify(run_id)
         assert active.future is not None
         return active.future
@@ -546,6 +868,10 @@ class RunManager:
                     self._watchers.pop(run_id, None)
 
         return unwatch
+
+    def notify(self, run_id: str) -> None:
+        """Tell the run's watchers it changed (a change made outside the engine's thread)."""
+        self._notify(run_id)
 
     def _notify(self, run_id: str) -> None:
         with self._lock:

@@ -3,6 +3,24 @@
 Every verb is `@web.authenticated` and `@authorized` on the `cellpipe` resource (tests check
 each route in ROUTES). Errors are JSON {"message", "reason"} (and, for notebook problems, the
 compile JSON with its `errors`), mapped from core.ApiError in one place: CellPipeHandler.
+
+    POST /compile                 {"path"} | {"content", "path"?}, "yaml"?: the compile JSON
+    GET  /runs[?notebook=PATH]    {"runs": [...]}, newest first
+    POST /runs                    202 {run}: engine local | kfp-local, or a cluster engine
+                                  (kfp | pytorchjob | tfjob | xgboostjob | mpijob | trainjob)
+    GET  /runs/ID                 the run (`cellpipe status --format json`; a cluster run's
+                                  status asked of its engine, else the last known one)
+    DELETE /runs/ID[?force=true][&keep_remote=true]   204; a cluster run in its engine too
+    POST /runs/ID/cancel          200 {run} once ended, 202 while it stops
+    GET  /runs/ID/logs[?step=S]   {"text", "source", ...}: local files, or the cluster's pods
+    GET  /runs/ID/events          server-sent events: `run` on every change, then `end`
+    GET  /builds                  {"builds": [...]}: this server process's builds, newest first
+    POST /builds                  202 {build}: {"path", "registry"?, "builder"?, "base"?}
+    GET  /builds/ID               the build: status, progress, result (`cellpipe build
+                                  --format json`), error
+    GET  /builds/ID/events        server-sent events: `build` on every change, then `end`
+    GET  /gpus                    `cellpipe gpus --format json`, and `this_machine`
+    GET  /config                  c.CellPipe.* but the secrets; offered engines; capabilities
 """
 
 from __future__ import annotations
@@ -17,6 +35,9 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from cellpipe.launcher.cluster import CLUSTER_ENGINES
+
+from .builds import FINISHED as BUILD_FINISHED
 from .core import FINISHED, ApiError, CellPipeService
 
 AUTH_RESOURCE = "cellpipe"
@@ -24,6 +45,7 @@ SERVICE_SETTING = "cellpipe_service"
 CANCEL_WAIT_SECONDS = 10.0  # POST .../cancel answers once the run has ended, or after this
 EVENTS_POLL_SECONDS = 1.0  # runs started elsewhere (the CLI) are noticed by polling the store
 EVENTS_KEEPALIVE_SECONDS = 15.0
+CLUSTER_EVENTS_SECONDS = 5.0  # how often the event stream asks a cluster engine for news
 
 
 class CellPipeHandler(APIHandler):
@@ -47,6 +69,10 @@ class CellPipeHandler(APIHandler):
     def answer(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(data))
+
+    def flag(self, name: str) -> bool:
+        """A yes/no query argument (`?force=true`)."""
+        return self.get_query_argument(name, "false").lower() in ("1", "true", "yes")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
@@ -96,13 +122,14 @@ class RunHandler(CellPipeHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        self.answer(self.service.get_run(run_id))
+        self.answer(await asyncio.to_thread(self.service.get_run, run_id))
 
     @web.authenticated
     @authorized
     async def delete(self, run_id: str) -> None:
-        force = self.get_query_argument("force", "false").lower() in ("1", "true", "yes")
-        await asyncio.to_thread(self.service.delete_run, run_id, force)
+        force = self.flag("force")
+        keep_remote = self.flag("keep_remote")
+        await asyncio.to_thread(self.service.delete_run, run_id, force, keep_remote)
         self.set_status(204)
         self.finish()
 
@@ -111,9 +138,10 @@ class RunCancelHandler(CellPipeHandler):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        ended = self.service.runs.cancel(run_id)
-        await asyncio.wait([asyncio.wrap_future(ended)], timeout=CANCEL_WAIT_SECONDS)
-        run = self.service.get_run(run_id)
+        ended = await asyncio.to_thread(self.service.cancel_run, run_id)
+        if ended is not None:
+            await asyncio.wait([asyncio.wrap_future(ended)], timeout=CANCEL_WAIT_SECONDS)
+        run = await asyncio.to_thread(self.service.get_run, run_id)
         self.answer(run, 200 if run["status"] in FINISHED else 202)
 
 
@@ -125,8 +153,8 @@ class RunLogsHandler(CellPipeHandler):
         self.answer(await asyncio.to_thread(self.service.run_logs, run_id, step))
 
 
-class RunEventsHandler(CellPipeHandler):
-    """Server-sent events: `run` (the whole run, as GET /runs/ID) on every change, then `end`."""
+class EventStreamHandler(CellPipeHandler):
+    """What the server-sent event streams share: their headers, and noticing a client left."""
 
     _closed = False
 
@@ -134,19 +162,31 @@ class RunEventsHandler(CellPipeHandler):
         self._closed = True
         super().on_connection_close()
 
+    def start_stream(self) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # proxies: pass each event on at once
+
+
+class RunEventsHandler(EventStreamHandler):
+    """Server-sent events: `run` (the whole run, as GET /runs/ID) on every change, then `end`.
+    A cluster run's engine is asked for news every CLUSTER_EVENTS_SECONDS."""
+
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
         service = self.service
-        service.get_run(run_id)  # 404 before the stream starts
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")  # proxies: pass each event on at once
+        first = await asyncio.to_thread(service.get_run, run_id)  # 404 before the stream starts
+        self.start_stream()
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
         unwatch = service.runs.watch(run_id, lambda: loop.call_soon_threadsafe(changed.set))
         last: dict[str, Any] | None = None
         quiet = 0.0
+        asked = loop.time()  # get_run above has just asked
+        refreshed: dict[str, Any] = {
+            k: first[k] for k in ("refreshed", "refresh_error") if k in first
+        }
         try:
             while not self._closed:
                 changed.clear()
@@ -154,7 +194,18 @@ class RunEventsHandler(CellPipeHandler):
                 if record is None:
                     self.write(_event("deleted", {"run_id": run_id}))
                     break
-                run = service.run_json(record)
+                run = {**service.run_json(record), **refreshed}
+                if (
+                    run["engine"] in CLUSTER_ENGINES
+                    and run["status"] not in FINISHED
+                    and loop.time() - asked >= CLUSTER_EVENTS_SECONDS
+                ):
+                    asked = loop.time()
+                    try:
+                        run = await asyncio.to_thread(service.get_run, run_id)
+                    except ApiError:  # deleted meanwhile: said on the next turn
+                        continue
+                    refreshed = {k: run[k] for k in ("refreshed", "refresh_error") if k in run}
                 if run != last:
                     self.write(_event("run", run))
                     last, quiet = run, 0.0
@@ -181,11 +232,76 @@ def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
+class BuildsHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.answer(self.service.list_builds())
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.json_body()
+        build = await asyncio.to_thread(self.service.start_build, body)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + build["build_id"])
+        self.answer(build, 202)
+
+
+class BuildHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        self.answer(self.service.get_build(build_id))
+
+
+class BuildEventsHandler(EventStreamHandler):
+    """Server-sent events: `build` (as GET /builds/ID) on every change, then `end`."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        service = self.service
+        service.get_build(build_id)  # 404 before the stream starts
+        self.start_stream()
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        unwatch = service.builds.watch(build_id, lambda: loop.call_soon_threadsafe(changed.set))
+        last: dict[str, Any] | None = None
+        quiet = 0.0
+        try:
+            while not self._closed:
+                changed.clear()
+                build = service.builds.get(build_id)
+                if build is None:  # forgotten (the server keeps the last builds only)
+                    self.write(_event("deleted", {"build_id": build_id}))
+                    break
+                if build != last:
+                    self.write(_event("build", build))
+                    last, quiet = build, 0.0
+                elif quiet >= EVENTS_KEEPALIVE_SECONDS:
+                    self.write(": keep-alive\n\n")
+                    quiet = 0.0
+                if build["status"] in BUILD_FINISHED:
+                    self.write(_event("end", {"build_id": build_id, "status": build["status"]}))
+                    break
+                await self.flush()
+                try:
+                    await asyncio.wait_for(changed.wait(), EVENTS_POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    quiet += EVENTS_POLL_SECONDS
+            if not self._closed:
+                self.finish(set_content_type="text/event-stream")
+        except StreamClosedError:
+            pass  # the client left
+        finally:
+            unwatch()
+
+
 class GpusHandler(CellPipeHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.answer(self.service.gpus())
+        self.answer(await asyncio.to_thread(self.service.gpus))
 
 
 class ConfigHandler(CellPipeHandler):
@@ -196,9 +312,9 @@ class ConfigHandler(CellPipeHandler):
 
 
 _RUN = r"/runs/(?P<run_id>[\w.-]+)"
+_BUILD = r"/builds/(?P<build_id>[\w.-]+)"
 
-# Paths under the API namespace. Builds (POST /builds, GET /builds/ID) join when the image
-# builders land.
+# Paths under the API namespace (the module's docstring says what each answers).
 ROUTES: list[tuple[str, type[CellPipeHandler]]] = [
     (r"/compile", CompileHandler),
     (r"/runs", RunsHandler),
@@ -206,6 +322,9 @@ ROUTES: list[tuple[str, type[CellPipeHandler]]] = [
     (_RUN + r"/cancel", RunCancelHandler),
     (_RUN + r"/logs", RunLogsHandler),
     (_RUN + r"/events", RunEventsHandler),
+    (r"/builds", BuildsHandler),
+    (_BUILD, BuildHandler),
+    (_BUILD + r"/events", BuildEventsHandler),
     (r"/gpus", GpusHandler),
     (r"/config", ConfigHandler),
 ]

@@ -3,6 +3,7 @@ Python base image. Build, pull back, run the pipeline inside the image, rebuild 
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from cellpipe.launcher.registry import (
     RegistryClient,
     sha256_digest,
 )
-from tests.containers import BaseImage, ContainerEngine, Registry
+from tests.containers import AuthRegistry, BaseImage, ContainerEngine, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "iris_cellpipe.ipynb"
@@ -278,3 +279,61 @@ def test_append_refuses_a_base_its_layers_would_not_fit(
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
     assert "--builder kaniko" in result.stderr  # engine too, for another architecture
+
+
+def test_a_registry_login_comes_from_the_docker_config_and_is_never_shown(
+    container_engine: ContainerEngine,
+    auth_registry: AuthRegistry,
+    base_image: BaseImage,
+    home: Path,
+    example: Path,
+    tmp_path: Path,
+) -> None:
+    target = f"{auth_registry.host}/private"
+    # Without a login: refused, saying how to log in
+    refused = cellpipe(
+        container_engine,
+        home,
+        "build",
+        str(example),
+        "--registry",
+        target,
+        "--base",
+        base_image.ref,
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"the registry {auth_registry.host} asks for a login" in refused.stderr
+    # With docker's config.json (as `docker login` writes it): built and pushed
+    docker_config = tmp_path / "docker"
+    docker_config.mkdir()
+    token = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode())
+    (docker_config / "config.json").write_text(
+        json.dumps({"auths": {auth_registry.host: {"auth": token.decode()}}})
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cellpipe.cli",
+            "build",
+            str(example),
+            "--registry",
+            target,
+            "--base",
+            base_image.ref,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            **container_engine.subprocess_env(),
+            "CELLPIPE_HOME": str(home),
+            "DOCKER_CONFIG": str(docker_config),
+        },
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["image"].startswith(f"{target}/iris-demo:")
+    for output in (result.stdout, result.stderr, refused.stderr):
+        assert auth_registry.password not in output and token.decode() not in output

@@ -42,27 +42,39 @@ async def test_config_shows_the_settings_but_never_a_secret(api: Api) -> None:
     assert config["kfp_host"] == "https://kubeflow.example.com/pipeline"
     assert config["namespace"] == "team-a"
     assert config["default_engine"] == "local"
-    assert set(config["engines"]) == {"local", "kfp-local"}
-    assert config["builder"] == "engine"
+    # kfp_host is set, so kfp is offered; no kubeconfig here, so no training engines
+    assert set(config["engines"]) == {"local", "kfp-local", "kfp"}
+    assert config["engines"]["kfp"] == "cellpipe.launcher.kfp_engine.KfpEngine"
+    assert config["capabilities"] == ["builds"]
+    assert config["builder"] == "append"
     assert config["api"] == "cellpipe/api"
     assert config["gpu_tolerations"] == [
         {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
 
 
-async def test_gpus_are_the_configured_types_and_say_so(api: Api) -> None:
+async def test_without_a_cluster_gpus_are_the_configured_types_and_say_so(api: Api) -> None:
+    # no kubeconfig (the server's HOME is a fresh folder, $KUBECONFIG unset): counts unknown
     code, gpus = await api("GET", "gpus")
 
     assert code == 200
-    assert gpus["source"] == "configuration"
+    assert (gpus["source"], gpus["counts_known"]) == ("configuration", False)
+    assert "no Kubernetes configuration" in gpus["message"]
     assert (gpus["resource"], gpus["label"]) == ("nvidia.com/gpu", "nvidia.com/gpu.product")
+    unknown = {"configured": True, "total": None, "free": None, "max_per_node": None, "nodes": []}
     assert gpus["types"] == [
         {
             "name": "NVIDIA-A100-SXM4-80GB",
             "display_name": "A100 80 GB",
             "resource": "nvidia.com/gpu",
+            **unknown,
         },
-        {"name": "1g.10gb", "display_name": "1g.10gb", "resource": "nvidia.com/mig-1g.10gb"},
+        {
+            "name": "1g.10gb",
+            "display_name": "1g.10gb",
+            "resource": "nvidia.com/mig-1g.10gb",
+            **unknown,
+        },
     ]
     assert isinstance(gpus["this_machine"]["has_gpu"], bool)
 

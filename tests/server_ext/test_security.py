@@ -14,7 +14,7 @@ from cellpipe.server_ext.handlers import AUTH_RESOURCE, ROUTES, CellPipeHandler
 
 from .conftest import API
 
-SAMPLE_RUN_ID = "20260101-000000-deadbeef"
+SAMPLE_ID = "20260101-000000-deadbeef"  # stands for a run's or a build's id in a route
 
 
 def _made_by(function: Any, module_path: str) -> bool:
@@ -60,14 +60,14 @@ def registered_routes(router: Router) -> Iterator[tuple[str, Any]]:
 
 
 def sample_url(pattern: str) -> str:
-    return re.sub(r"\(\?P<run_id>[^)]*\)", SAMPLE_RUN_ID, pattern).lstrip("/")
+    return re.sub(r"\(\?P<\w+>[^)]*\)", SAMPLE_ID, pattern).lstrip("/")
 
 
 def test_every_route_in_the_table_has_both_auth_decorators() -> None:
     problems = [p for _, handler in ROUTES for p in missing_decorators(handler)]
     assert problems == []
     assert all(h.auth_resource == AUTH_RESOURCE == "cellpipe" for _, h in ROUTES)
-    assert sum(len(implemented_verbs(h)) for _, h in ROUTES) == 10
+    assert sum(len(implemented_verbs(h)) for _, h in ROUTES) == 14
 
 
 def test_the_check_catches_a_handler_without_decorators() -> None:

@@ -1,0 +1,184 @@
+"""Image builds through the API: POST /builds answers at once, the build goes on in a thread.
+
+Builds live in memory, in this server process, and nowhere else: a restart forgets them (the
+images stay in the registry, and building the same notebook again finds them: `cached: true`).
+The last KEEP builds are kept. One build runs at a time (BUILD_LOCK, which cluster runs that
+build their image take too), so two builds never assemble the same dependencies layer at once;
+the others wait, Pending.
+
+A build's JSON: {"build_id", "path", "status" (Pending, Running, Succeeded, Failed),
+"builder", "registry", "base", "created", "started", "finished", "progress" (the builder's
+messages so far), "warnings" (the notebook's, as in the compile JSON), "result" (once
+Succeeded: the `cellpipe build --format json` shape), "error" (once Failed: the message the CLI
+prints)}. Registry credentials are read by the registry client where it needs them and never
+reach a build's JSON or the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellpipe.launcher.build import BuildError, BuildRequest, build_image
+from cellpipe.launcher.registry import RegistryError
+
+BUILD_LOCK = threading.Lock()  # one build at a time in this process: builds and cluster runs
+KEEP = 200  # builds remembered; the oldest finished ones are forgotten first
+PROGRESS_LIMIT = 500  # messages kept per build (the last ones)
+FINISHED = ("Succeeded", "Failed")
+
+
+def new_build_id() -> str:
+    return f"build-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def build_json(results: list[Any]) -> dict[str, Any]:
+    """`cellpipe build --format json`: the first image, and every image under `images`."""
+    main: dict[str, Any] = results[0].to_json()
+    main["images"] = [r.to_json() for r in results]
+    return main
+
+
+@dataclass
+class Build:
+    build_id: str
+    path: str  # the notebook's API path; messages name it so
+    builder: str
+    registry: str
+    base: str | None
+    warnings: list[dict[str, Any]]
+    status: str = "Pending"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    progress: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "build_id": self.build_id,
+            "path": self.path,
+            "status": self.status,
+            "builder": self.builder,
+            "registry": self.registry,
+            "base": self.base,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "progress": list(self.progress),
+            "warnings": self.warnings,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+class BuildManager:
+    """Builds started through the API, run one at a time off the request thread."""
+
+    def __init__(self, log: logging.Logger | None = None) -> None:
+        self.log = log or logging.getLogger(__name__)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cellpipe-build")
+        self._lock = threading.Lock()
+        self._builds: dict[str, Build] = {}
+        self._watchers: dict[str, set[Callable[[], object]]] = {}
+
+    def submit(self, request: BuildRequest, path: str, warnings: list[dict[str, Any]]) -> Build:
+        """Start a build in the background; it comes back Pending at once."""
+        build = Build(
+            new_build_id(), path, request.builder, request.registry or "", request.base, warnings
+        )
+        with self._lock:
+            self._builds[build.build_id] = build
+            self._forget_old()
+        self._pool.submit(self._work, build, request)
+        return build
+
+    def _forget_old(self) -> None:
+        finished = [b for b in self._builds.values() if b.status in FINISHED]
+        for old in finished[: max(0, len(self._builds) - KEEP)]:
+            self._builds.pop(old.build_id, None)
+
+    def _say(self, build: Build, message: str) -> None:
+        with self._lock:
+            build.progress.append(message)
+            del build.progress[:-PROGRESS_LIMIT]
+        self._notify(build.build_id)
+
+    def _work(self, build: Build, request: BuildRequest) -> None:
+        with BUILD_LOCK:
+            with self._lock:
+                build.status, build.started = "Running", time.time()
+            self._notify(build.build_id)
+            try:
+                results = build_image(request, lambda message: self._say(build, message))
+            except (BuildError, RegistryError) as exc:  # the user's to fix: the CLI's words
+                self._end(build, "Failed", error=f"{build.path}: {exc}")
+            except BaseException as exc:  # a fault: kept with the build, traceback in the log
+                self.log.exception("cellpipe: build %s failed", build.build_id)
+                self._end(build, "Failed", error=f"{build.path}: {type(exc).__name__}: {exc}")
+            else:
+                self._end(build, "Succeeded", result=build_json(results))
+
+    def _end(
+        self,
+        build: Build,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._lock:
+            build.status, build.result, build.error = status, result, error
+            build.finished = time.time()
+        self.log.info("cellpipe: build %s of %s: %s", build.build_id, build.path, status)
+        self._notify(build.build_id)
+
+    def get(self, build_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            build = self._builds.get(build_id)
+            return build.to_json() if build is not None else None
+
+    def list(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        with self._lock:
+            builds = sorted(self._builds.values(), key=lambda b: b.created, reverse=True)
+            return [b.to_json() for b in builds]
+
+    def busy(self) -> bool:
+        """Whether a build is waiting or running."""
+        with self._lock:
+            return any(b.status not in FINISHED for b in self._builds.values())
+
+    def watch(self, build_id: str, callback: Callable[[], object]) -> Callable[[], object]:
+        """Call `callback` (from any thread) whenever the build changes; returns the unwatch."""
+        with self._lock:
+            self._watchers.setdefault(build_id, set()).add(callback)
+
+        def unwatch() -> None:
+            with self._lock:
+                callbacks = self._watchers.get(build_id, set())
+                callbacks.discard(callback)
+                if not callbacks:
+                    self._watchers.pop(build_id, None)
+
+        return unwatch
+
+    def _notify(self, build_id: str) -> None:
+        with self._lock:
+            callbacks = list(self._watchers.get(build_id, ()))
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a watcher gone wrong must not stop the build
+                self.log.debug("cellpipe: build watcher failed", exc_info=True)
+
+    def shutdown(self) -> None:
+        """The server stops: builds not started never start; a running one is left to end."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

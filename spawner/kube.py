@@ -1,0 +1,227 @@
+"""KubeGPUSpawner: the GPU form on Kubernetes, on KubeSpawner.
+
+A spawn's choices become KubeSpawner settings (objects.pod_settings): the image, CPU and
+memory limits and requests, the GPU resource limit (nvidia.com/gpu or the type's own resource,
+such as a MIG slice), a node selector on the GPU product label, the GPU tolerations, and a
+per-user PVC (KubeSpawner's storage_pvc_ensure) mounted at the home directory. Pod and PVC
+names come from KubeSpawner's safe slugs (slug_scheme "safe"). The form's free counts come
+from the cluster's nodes minus what running pods hold (cellpipe.launcher.gpus, shared with
+the engines and the server); where the hub may not list nodes, the configured types are shown
+with their counts unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kubespawner import KubeSpawner
+from traitlets import Bool, Dict, List, Unicode, default
+
+from .base import GPUFormMixin
+from .choices import GpuOffer
+from .objects import pod_settings
+
+CONFIGURED_TRAITS = (
+    "image",
+    "cpu_limit",
+    "cpu_guarantee",
+    "mem_limit",
+    "mem_guarantee",
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+    "node_selector",
+    "tolerations",
+    "extra_labels",
+    "environment",
+)
+LIST_OR_DICT_TRAITS = ("tolerations",)
+REQUEST_TIMEOUT = 20
+
+
+class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
+    """KubeSpawner with cellpipe's GPU form: a GPU notebook pod and a home PVC per user."""
+
+    gpu_tolerations = List(
+        Dict(),
+        default_value=None,
+        allow_none=True,
+        help="""Tolerations of pods with GPUs. None: c.CellPipe.gpu_tolerations, and when
+        that is None too, a toleration of the taint named for the GPU resource
+        (key nvidia.com/gpu, operator Exists, effect NoSchedule).""",
+    ).tag(config=True)
+
+    read_cluster_gpus = Bool(
+        True,
+        help="""Show free GPUs on the form from the cluster's nodes and pods (needs a
+        ClusterRole that may list nodes and pods). False: the configured gpu_types, counts
+        unknown.""",
+    ).tag(config=True)
+
+    home_mount_path = Unicode(
+        "/home/jovyan", help="Where the user's PVC is mounted (their home)."
+    ).tag(config=True)
+
+    _configured: dict[str, Any] | None = None
+
+    @default("options_form")
+    def _gpu_options_form(self) -> Any:
+        return lambda spawner: spawner.render_options_form()
+
+    @default("options_from_form")
+    def _gpu_options_from_form(self) -> Any:
+        return self.read_options_form
+
+    @default("storage_pvc_ensure")
+    def _default_pvc_ensure(self) -> bool:
+        return True
+
+    @default("storage_capacity")
+    def _default_storage_capacity(self) -> str:
+        return "10Gi"
+
+    @default("volumes")
+    def _default_home_volume(self) -> list[dict[str, Any]]:
+        return [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+
+    @default("volume_mounts")
+    def _default_home_mount(self) -> list[dict[str, Any]]:
+        return [{"name": "home", "mountPath": self.home_mount_path}]
+
+    # --- GPUs ----------------------------------------------------------------------------
+
+    def tolerations_for_gpus(self) -> list[dict[str, Any]] | None:
+        own: list[dict[str, Any]] | None = self.gpu_tolerations
+        if own is not None:
+            return list(own)
+        configured = self.cellpipe_config.gpu_tolerations
+        return None if configured is None else list(configured)
+
+    async def cluster_objects(self) -> tuple[list[Any], list[Any] | None]:
+        """The cluster's nodes and its running pods, as plain dicts (pods None: not listed)."""
+        serialize = self.api.api_client.sanitize_for_serialization
+        nodes = await asyncio.wait_for(self.api.list_node(), REQUEST_TIMEOUT)
+        node_items = serialize(nodes).get("items") or []
+        try:
+            pods = await asyncio.wait_for(
+                self.api.list_pod_for_all_namespaces(
+                    field_selector="status.phase!=Succeeded,status.phase!=Failed"
+                ),
+                REQUEST_TIMEOUT,
+            )
+        except Exception as exc:  # forbidden, unreachable: counts unknown, form still works
+            self.log.warning("cannot list pods for GPU counts: %s", exc)
+            return node_items, None
+        return node_items, serialize(pods).get("items") or []
+
+    async def gpu_offers(self) -> tuple[list[GpuOffer], str | None]:
+        from cellpipe.launcher.gpus import from_configuration, inventory_from_objects
+
+        types = self.configured_gpu_types()
+        inventory = None
+        if self.read_cluster_gpus:
+            try:
+                nodes, pods = await self.cluster_objects()
+            except Exception as exc:  # 403 for a hub without a ClusterRole, unreachable, ...
+                self.log.warning("cannot list nodes for GPU counts: %s", exc)
+                note = "Free GPU counts are unknown (the hub may not list the cluster's nodes)."
+            else:
+                inventory = inventory_from_objects(
+                    nodes, pods, types, self.resource_name, self.label_name
+                )
+                note = inventory.message
+        else:
+            note = None
+        if inventory is None:
+            inventory = from_configuration(types, self.resource_name, self.label_name)
+        offers = []
+        for entry in inventory.entries:
+            if entry.name is None or (types and not entry.configured):
+                continue
+            known = inventory.counts_known and entry.free is not None
+            schedulable = [n for n in entry.nodes if n.schedulable]
+            most = max((n.free or 0 for n in schedulable), default=0) if known else None
+            offers.append(
+                GpuOffer(
+                    entry.name,
+                    entry.display_name,
+                    entry.resource,
+                    entry.total if inventory.counts_known else None,
+                    entry.free if known else None,
+                    most,
+                )
+            )
+        return offers, note
+
+    # --- spawning ------------------------------------------------------------------------
+
+    def configured_settings(self) -> dict[str, Any]:
+        """The configured values of the traits a spawn sets, taken before the first spawn."""
+        if self._configured is None:
+            configured = {}
+            for name in CONFIGURED_TRAITS:
+                value = copy.deepcopy(getattr(self, name))
+                if name in LIST_OR_DICT_TRAITS:
+                    value = self._sorted_dict_values(value)
+                configured[name] = value
+            self._configured = configured
+        return self._configured
+
+    def start(self) -> Any:
+        self.begin_progress()
+        future = super().start()
+        future.add_done_callback(lambda _: self.end_progress())
+        return future
+
+    async def load_user_options(self) -> None:
+        """KubeSpawner's hook at the start of a spawn: check the choices, then apply them."""
+        await super().load_user_options()
+        configured = self.configured_settings()
+        choices = await self.checked_choices()
+        settings = pod_settings(
+            choices,
+            configured,
+            gpu_resource=self.resource_name,
+            gpu_label=self.label_name,
+            tolerations=self.tolerations_for_gpus(),
+            guarantee_fraction=self.guarantee_fraction,
+        )
+        for name, value in settings.items():
+            setattr(self, name, value)
+        self.say(f"Your choices: {choices.describe()}", 5)
+        if choices.gpus:
+            self.say(
+                f"Asking for {choices.gpus} {choices.gpu_resource} on nodes labelled "
+                f"{self.label_name}={choices.gpu_type}",
+                8,
+            )
+        self.say(f"Your volume {self.pvc_name} is mounted at {self.home_mount_path}", 10)
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """This spawn's own events (choices, volume) merged with the pod's events."""
+        sent = 0
+        pod_events = super().progress()
+        waiting: asyncio.Future[Any] = asyncio.ensure_future(pod_events.__anext__())
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=0.25)
+                events = getattr(self, "_progress_events", [])
+                while sent < len(events):
+                    yield events[sent]
+                    sent += 1
+                if waiting in done:
+                    try:
+                        event = waiting.result()
+                    except StopAsyncIteration:
+                        break
+                    yield event
+                    waiting = asyncio.ensure_future(pod_events.__anext__())
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+            await pod_events.aclose()
+        for event in getattr(self, "_progress_events", [])[sent:]:
+            yield event

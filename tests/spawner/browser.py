@@ -1,0 +1,109 @@
+"""Chromium for the hub tests, driven step by step from Python.
+
+Runs browser_driver.cjs under node with the repository's `playwright-core` (node_modules, from
+package-lock.json: `make install`) and Debian's /usr/bin/chromium (Playwright cannot download
+a browser here). Each call sends one command and waits for its answer; a page name is a browser
+context of its own, so two users never share cookies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("browser_driver.cjs")
+CHROMIUM = "/usr/bin/chromium"
+
+
+def playwright_core() -> Path:
+    found = REPO / "node_modules" / "playwright-core"
+    if not (found / "package.json").exists():
+        pytest.fail(
+            "the hub tests need playwright-core in node_modules: run `make install` "
+            "(npm ci from package-lock.json)",
+            pytrace=False,
+        )
+    return found
+
+
+class BrowserError(AssertionError):
+    pass
+
+
+class Browser:
+    def __init__(self, log: Path) -> None:
+        node = shutil.which("node")
+        if node is None:
+            pytest.fail("the hub tests need node (Debian package nodejs)", pytrace=False)
+        if not Path(CHROMIUM).exists():
+            pytest.fail("the hub tests need Chromium: apt-get install chromium", pytrace=False)
+        module = playwright_core()
+        self.log_path = log
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(
+            [node, str(DRIVER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, "PLAYWRIGHT_CORE": str(module), "CHROMIUM": CHROMIUM},
+            text=True,
+        )
+        self._answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._next = 0
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                self._answers.put(json.loads(line))
+            except ValueError:
+                continue
+        self._answers.put(None)
+
+    def call(self, op: str, page: str = "default", timeout: float = 90, **args: Any) -> Any:
+        self._next += 1
+        command = {"id": self._next, "op": op, "page": page, **args}
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        while True:
+            try:
+                answer = self._answers.get(timeout=timeout)
+            except queue.Empty:
+                raise BrowserError(f"the browser did not answer {op} in {timeout} s") from None
+            if answer is None:
+                raise BrowserError(f"the browser driver ended; see {self.log_path}")
+            if answer.get("id") == self._next:
+                break
+        if answer.get("error"):
+            raise BrowserError(f"{op} {args}: {answer['error']}")
+        return answer.get("result")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.write(json.dumps({"id": "close", "op": "close"}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait(10)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._reader.join(10)
+        self._log.close()

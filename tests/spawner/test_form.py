@@ -1,0 +1,200 @@
+"""The spawn form's HTML: fields, bounds, what is free, remembered choices, escaping."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+
+from cellpipe.spawner.choices import CUSTOM_IMAGE, GpuOffer, ImageChoice, Limits, Offer, Usage
+from cellpipe.spawner.form import render_form
+
+A100 = GpuOffer("NVIDIA-A100-SXM4-80GB", "A100 80 GB", "nvidia.com/gpu", 6, 5, 3)
+T4 = GpuOffer("Tesla-T4", "T4 16 GB", "nvidia.com/gpu", 1, 0, 0)
+UNKNOWN = GpuOffer("NVIDIA-H100", "H100", "nvidia.com/gpu")
+
+
+class Fields(HTMLParser):
+    """The form's controls as dicts: selects with their options, inputs, and the text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: dict[str, dict[str, Any]] = {}
+        self.text: list[str] = []
+        self._select: str | None = None
+        self._option: dict[str, Any] | None = None
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        a = dict(attrs)
+        if tag == "select":
+            self._select = str(a["name"])
+            self.controls[self._select] = {"tag": "select", "options": []}
+        elif tag == "option" and self._select:
+            self._option = {
+                "value": a["value"],
+                "selected": "selected" in a,
+                "disabled": "disabled" in a,
+                "text": "",
+            }
+            self.controls[self._select]["options"].append(self._option)
+        elif tag == "input":
+            self.controls[str(a["name"])] = {"tag": "input", **a}
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        if tag == "option":
+            self._option = None
+
+    def handle_data(self, data: str) -> None:
+        if self._option is not None:
+            self._option["text"] += data
+        elif data.strip():
+            self.text.append(data.strip())
+
+
+def parse(html: str) -> Fields:
+    fields = Fields()
+    fields.feed(html)
+    return fields
+
+
+def offer(**changes: Any) -> Offer:
+    values: dict[str, Any] = {
+        "images": (ImageChoice("reg/notebook:1", "Notebook"), ImageChoice("reg/torch:2", "Torch")),
+        "allow_custom_image": False,
+        "cpu_choices": ("1", "2", "4"),
+        "memory_choices": ("2Gi", "8Gi"),
+        "gpus": (A100, T4),
+        "limits": Limits(gpus=4, cpu=4),
+        "usage": Usage(),
+    }
+    values.update(changes)
+    return Offer(**values)
+
+
+def test_the_fields_with_what_is_free_and_the_bounds() -> None:
+    fields = parse(render_form(offer(), {}))
+    assert fields.controls["image"]["options"] == [
+        {"value": "reg/notebook:1", "selected": True, "disabled": False, "text": "Notebook"},
+        {"value": "reg/torch:2", "selected": False, "disabled": False, "text": "Torch"},
+    ]
+    assert [o["text"] for o in fields.controls["cpu"]["options"]] == ["1 CPU", "2 CPUs", "4 CPUs"]
+    assert [o["text"] for o in fields.controls["memory"]["options"]] == ["2 GiB", "8 GiB"]
+    assert fields.controls["gpu_type"]["options"] == [
+        {"value": "", "selected": True, "disabled": False, "text": "No GPU"},
+        {
+            "value": "NVIDIA-A100-SXM4-80GB",
+            "selected": False,
+            "disabled": False,
+            "text": "A100 80 GB: 5 of 6 free, at most 3 on one machine",
+        },
+        {"value": "Tesla-T4", "selected": False, "disabled": True, "text": "T4 16 GB: 0 of 1 free"},
+    ]
+    assert fields.controls["gpus"] == {
+        "tag": "input",
+        "class": "form-control",
+        "type": "number",
+        "id": "cellpipe-gpus",
+        "name": "gpus",
+        "min": "0",
+        "max": "3",
+        "step": "1",
+        "value": "0",
+    }
+    assert "Your limit across all your servers: 4 GPUs, 4 CPUs." in fields.text
+    # plain HTML: no script, no form element of its own (JupyterHub's spawn.html wraps it)
+    assert not fields.tags & {"script", "form", "style"}
+
+
+def test_the_last_choices_are_preselected() -> None:
+    last = {"image": "reg/torch:2", "cpu": "2", "memory": "8Gi", "gpu_type": A100.name, "gpus": 2}
+    fields = parse(render_form(offer(), last))
+    selected = {
+        name: [o["value"] for o in control["options"] if o["selected"]]
+        for name, control in fields.controls.items()
+        if control["tag"] == "select"
+    }
+    assert selected == {
+        "image": ["reg/torch:2"],
+        "cpu": ["2"],
+        "memory": ["8Gi"],
+        "gpu_type": [A100.name],
+    }
+    assert fields.controls["gpus"]["value"] == "2"
+
+
+def test_a_remembered_type_with_nothing_free_falls_back_to_no_gpu() -> None:
+    fields = parse(render_form(offer(), {"gpu_type": T4.name, "gpus": 1}))
+    chosen = [o["value"] for o in fields.controls["gpu_type"]["options"] if o["selected"]]
+    assert chosen == [""]
+    assert fields.controls["gpus"]["value"] == "0"
+
+
+def test_the_limit_and_other_servers_bound_the_count_and_disable_choices() -> None:
+    busy = Usage(gpus=3, cpu=3, memory=0, servers=1)
+    fields = parse(render_form(offer(usage=busy), {"cpu": "2"}))
+    assert fields.controls["gpus"]["max"] == "1"
+    cpu = {o["value"]: o for o in fields.controls["cpu"]["options"]}
+    assert (cpu["1"]["disabled"], cpu["2"]["disabled"], cpu["4"]["disabled"]) == (
+        False,
+        True,
+        True,
+    )
+    assert [v for v, o in cpu.items() if o["selected"]] == ["1"]
+    assert (
+        "Your limit across all your servers: 4 GPUs, 4 CPUs. Your other 1 running server "
+        "use 3 GPUs, 3 CPUs." in fields.text
+    )
+    spent = parse(render_form(offer(usage=Usage(gpus=4, servers=2)), {}))
+    assert spent.controls["gpus"]["max"] == "0"
+    texts = [o["text"] for o in spent.controls["gpu_type"]["options"]]
+    assert texts[1] == "A100 80 GB: 5 of 6 free, at most 3 on one machine, over your limit"
+
+
+def test_unknown_counts_and_no_limit() -> None:
+    fields = parse(render_form(offer(gpus=(UNKNOWN,), limits=Limits()), {}).replace("\n", ""))
+    assert fields.controls["gpu_type"]["options"][1]["text"] == "H100: availability unknown"
+    assert "max" not in fields.controls["gpus"]
+    assert not any("Your limit" in t for t in fields.text)
+
+
+def test_no_gpus_to_offer_sends_zero() -> None:
+    fields = parse(render_form(offer(gpus=()), {}))
+    assert "gpu_type" not in fields.controls
+    assert fields.controls["gpus"] == {
+        "tag": "input",
+        "type": "hidden",
+        "name": "gpus",
+        "value": "0",
+    }
+
+
+def test_custom_image_field_when_allowed() -> None:
+    fields = parse(render_form(offer(allow_custom_image=True), {"image": "ghcr.io/me/nb:1"}))
+    image = fields.controls["image"]["options"]
+    assert image[-1]["value"] == CUSTOM_IMAGE and image[-1]["selected"]
+    assert fields.controls["custom_image"]["value"] == "ghcr.io/me/nb:1"
+    plain = parse(render_form(offer(), {"image": "ghcr.io/me/nb:1"}))
+    assert "custom_image" not in plain.controls
+    assert plain.controls["image"]["options"][0]["selected"]
+
+
+def test_text_from_configuration_and_users_is_escaped() -> None:
+    hostile = GpuOffer('<script>alert(1)</script>"', "<b>bold</b> & co", "nvidia.com/gpu", 1, 1, 1)
+    html = render_form(
+        offer(
+            gpus=(hostile,),
+            images=(ImageChoice('reg/x:1"><script>', "<img src=x onerror=alert(1)>"),),
+            allow_custom_image=True,
+            gpu_note="<i>note</i>",
+        ),
+        {"image": '"><script>alert(2)</script>', "gpus": "<b>"},
+    )
+    assert "<script>" not in html and "<img" not in html and "<i>" not in html
+    fields = parse(html)
+    assert fields.controls["gpu_type"]["options"][1]["value"] == '<script>alert(1)</script>"'
+    assert fields.controls["gpu_type"]["options"][1]["text"] == "<b>bold</b> & co: 1 of 1 free"
+    assert fields.controls["custom_image"]["value"] == '"><script>alert(2)</script>'
+    assert fields.controls["gpus"]["value"] == "0"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +73,21 @@ class BuildResult:
             "warnings": self.warnings,
             "files": self.files,
         }
+
+
+def run_pip(arguments: list[str], doing: str) -> None:
+    """pip, with this interpreter; a failure is a BuildError with pip's last lines and a hint."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *arguments, "--quiet", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        tail = "\n".join(line for line in result.stderr.strip().splitlines()[-6:] if line.strip())
+        raise BuildError(
+            f"{doing} the requirements failed:\n{tail}\n(check the names and versions; "
+            "`cellpipe requirements NOTEBOOK` shows where each came from)"
+        )
 
 
 def host_platform() -> tuple[str, str]:

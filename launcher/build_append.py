@@ -13,14 +13,13 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .build import BuildError, Progress, host_platform
+from .build import BuildError, Progress, host_platform, run_pip
 from .images import VENV, ImagePlan, Layer, write_layer
 from .registry import (
     OCI_CONFIG,
@@ -161,30 +160,17 @@ class AppendBuilder:
             site = Path(scratch) / "site-packages"
             requirements = Path(scratch) / "requirements.txt"
             requirements.write_text("\n".join(lines) + "\n")
-            result = subprocess.run(
+            run_pip(
                 [
-                    sys.executable,
-                    "-m",
-                    "pip",
                     "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
                     "--no-warn-script-location",
                     "--target",
                     str(site),
                     "-r",
                     str(requirements),
                 ],
-                capture_output=True,
-                text=True,
+                "installing",
             )
-            if result.returncode != 0:
-                raise BuildError(
-                    "installing the requirements failed:\n"
-                    + _pip_error(result.stderr)
-                    + "\n(check the names and versions; `cellpipe requirements NOTEBOOK` "
-                    "shows where each came from)"
-                )
             shutil.rmtree(site / "bin", ignore_errors=True)  # host-specific entry scripts
             version = python["version"]
             layer = write_layer(
@@ -256,8 +242,3 @@ def _pyvenv_cfg(python: dict[str, str]) -> str:
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _pip_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return "\n".join(lines[-6:])

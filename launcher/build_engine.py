@@ -12,14 +12,12 @@ import gzip
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .build import BuildError, Progress, host_platform
+from .build import BuildError, Progress, host_platform, run_pip
 from .images import FIXED_MTIME, VENV, ImagePlan
 from .registry import (
     OCI_CONFIG,
@@ -75,28 +73,7 @@ def download_wheels(plan: ImagePlan, cache: Path, say: Progress) -> Path:
     partial.mkdir(parents=True)
     requirements = partial / "requirements.txt"
     requirements.write_text("\n".join(lines) + "\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--dest",
-            str(partial),
-            "-r",
-            str(requirements),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-6:])
-        raise BuildError(
-            f"downloading the requirements failed:\n{tail}\n(check the names and versions; "
-            "`cellpipe requirements NOTEBOOK` shows where each came from)"
-        )
+    run_pip(["download", "--dest", str(partial), "-r", str(requirements)], "downloading")
     partial.rename(folder)
     return folder
 

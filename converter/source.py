@@ -53,7 +53,7 @@ def prepare(source: str) -> CellSource:
                         f"{line.strip()!r}: the pip options {' '.join(installs.options)} are not "
                         "carried into the pipeline; list packages in requirements.txt instead"
                     )
-            else:
+            elif not _CELLPIPE_OWN_MAGIC.match(line):  # cellpipe's own control lines: no news
                 result.warnings.append(
                     f"{line.strip()!r} is left out: magics and shell commands do not run in a "
                     "pipeline step"
@@ -71,6 +71,9 @@ def prepare(source: str) -> CellSource:
     return result
 
 
+# `%load_ext cellpipe` and `%cellpipe ...` drive cellpipe from the notebook; a step leaves them
+# out as it leaves out every magic, without a warning about cellpipe itself.
+_CELLPIPE_OWN_MAGIC = re.compile(r"^\s*%(?:(?:re)?load_ext\s+cellpipe\s*$|cellpipe(?:\s|$))")
 _PIP_INSTALL = re.compile(r"^\s*[!%]\s*(?:python3?\s+-m\s+)?pip3?\s+install\s+(.*)$")
 
 

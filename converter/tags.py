@@ -360,8 +360,10 @@ def _step_option(word: str) -> str:
 
 
 def split_step_line(source: str) -> tuple[str | None, str]:
-    """Split a cell into its `%%step` first line (if any) and the code below it."""
-    first, _newline, rest = source.lstrip("\n").partition("\n")
+    """Split a cell into its `%%step` first line (if any) and the code below it. The code keeps
+    its line numbers (the `%%step` line becomes an empty line), so tracebacks match the cell."""
+    stripped = source.lstrip("\n")
+    first, _newline, rest = stripped.partition("\n")
     if first.startswith(STEP_MAGIC) and (len(first) == len(STEP_MAGIC) or first[6].isspace()):
-        return first, rest
+        return first, "\n" * (len(source) - len(stripped) + 1) + rest
     return None, source

@@ -113,10 +113,12 @@ class StepLineTransformer:
         if step_line is None:
             return lines
         parse_step_magic(step_line)
+        # `rest` keeps the cell's line numbers: the %%step line is an empty line in it
         body: list[str] = str(rest).splitlines(keepends=True)
-        if body and body[0].startswith("%%"):
-            return body
-        return ["\n", *body]
+        code = [line for line in body if line.strip()]
+        if code and code[0].startswith("%%"):  # another cell magic must come first to work
+            return body[body.index(code[0]) :]
+        return body
 
 
 # --- %cellpipe: parsing into typed models -------------------------------------------------------

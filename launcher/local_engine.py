@@ -261,7 +261,9 @@ class LocalEngine:
             record.status = "Failed"
             failed = [s for s in by_task.values() if s.status == "Failed"]
             if failed and not record.error:
-                record.error = f"step {failed[0].name!r} failed: {failed[0].error}"
+                said = failed[0].error or ""
+                prefix = f"step {failed[0].name!r} failed"
+                record.error = said if said.startswith(prefix) else f"{prefix}: {said}"
             record.error = record.error or f"the local executor ended with status {returncode}"
         for step in by_task.values():
             if step.status in ("Pending", "Running"):

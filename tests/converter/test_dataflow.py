@@ -370,3 +370,9 @@ def test_magics_are_left_out_with_a_warning_and_bash_cells_are_errors() -> None:
     assert pipeline.step("a").cells[0].source.splitlines()[-1] == "x = 1"
     bash = build((["step:a"], "%%bash\necho hi"))
     assert "the cell magic %%bash is not Python" in error_messages(bash)[0]
+
+
+def test_cellpipes_own_magics_are_left_out_quietly() -> None:
+    pipeline = build((["step:a"], "%load_ext cellpipe\n%cellpipe compile\nx = 1"))
+    assert not [w for w in warnings_of(pipeline) if "is left out" in w]
+    assert pipeline.step("a").cells[0].source.splitlines()[-1] == "x = 1"

@@ -177,7 +177,9 @@ def test_bad_step_lines(line: str, fragment: str) -> None:
 
 
 def test_split_step_line_only_takes_the_magic_itself() -> None:
-    assert split_step_line("%%step a\nx = 1") == ("%%step a", "x = 1")
+    # The code keeps its line numbers: the magic's line stays, empty
+    assert split_step_line("%%step a\nx = 1") == ("%%step a", "\nx = 1")
+    assert split_step_line("\n%%step a\nx = 1") == ("%%step a", "\n\nx = 1")
     assert split_step_line("%%stepper a\nx = 1") == (None, "%%stepper a\nx = 1")
     assert split_step_line("x = 1") == (None, "x = 1")
 

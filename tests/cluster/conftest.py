@@ -4,12 +4,14 @@
     CELLPIPE_TEST_KFP_HOST=https://kubeflow.example.com/pipeline [CELLPIPE_TEST_KFP_TOKEN=...]
     [CELLPIPE_TEST_IMAGE=registry.example.com/team/img:tag]
 
-run the same tests against that cluster; tests that drive what the fake reports (a job's
-status, an injected 401) are skipped there, saying so.
+run the same tests against that cluster. Tests that drive what a fake reports (a job's
+status, an injected 401) cannot run there: they are deselected at collection (pytest's summary
+counts them), never silently passed.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import shlex
@@ -35,8 +37,8 @@ class Kube:
     fake: FakeKubernetes | None
 
     def fake_only(self) -> FakeKubernetes:
-        if self.fake is None:
-            pytest.skip("drives what the fake cluster reports; runs against the fake only")
+        # Tests that call this are deselected against a real cluster (pytest_collection_modifyitems)
+        assert self.fake is not None, "drives what the fake cluster reports"
         return self.fake
 
 
@@ -46,9 +48,26 @@ class Kfp:
     fake: FakeKfp | None
 
     def fake_only(self) -> FakeKfp:
-        if self.fake is None:
-            pytest.skip("drives what the fake KFP reports; runs against the fake only")
+        assert self.fake is not None, "drives what the fake KFP reports"
         return self.fake
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against a real cluster, leave out the tests that drive a fake's state (`.fake_only()`)."""
+    real = {
+        "kube": bool(os.environ.get("CELLPIPE_TEST_KUBECONFIG")),
+        "kfp": bool(os.environ.get("CELLPIPE_TEST_KFP_HOST")),
+    }
+    if not any(real.values()):
+        return
+    kept, left_out = [], []
+    for item in items:
+        source = inspect.getsource(item.function) if isinstance(item, pytest.Function) else ""
+        drives_fake = any(f"{name}.fake_only()" in source for name, on in real.items() if on)
+        (left_out if drives_fake else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 @pytest.fixture

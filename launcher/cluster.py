@@ -12,18 +12,17 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from cellpipe.converter import CompileOptions, Pipeline
 
 from .k8s import KubeSettings
 from .store import RunRecord, RunStore, new_run_id
+from .vocabulary import FINISHED, RunStatus
 
-KFP_ENGINE = "kfp"
-TRAINING_ENGINES = ("pytorchjob", "tfjob", "xgboostjob", "mpijob", "trainjob")
-CLUSTER_ENGINES = (KFP_ENGINE, *TRAINING_ENGINES)
-LOCAL_ENGINES = ("local", "kfp-local")
-FINISHED = ("Succeeded", "Failed", "Cancelled")
+if TYPE_CHECKING:
+    from .config import CellPipe
+    from .gpus import GpuAsk
 
 
 def notebook_hash(path: Path) -> str:
@@ -63,8 +62,50 @@ class Submission:
     external: dict[str, Any] = field(default_factory=dict)  # names known before sending
 
 
+@dataclass
+class SubmitOptions:
+    """A submit's choices beyond the pipeline, each engine reading its own: the front doors
+    fill it from their input (flags, a JSON body, widget fields) and nothing else."""
+
+    engine: str
+    namespace: str | None = None  # None: c.CellPipe.namespace, else the engine's default
+    kube: KubeSettings = field(default_factory=KubeSettings)
+    # kfp
+    host: str | None = None  # None: c.CellPipe.kfp_host, else $KF_PIPELINES_ENDPOINT
+    experiment: str | None = None
+    ui_url: str | None = None
+    # training engines
+    step: str | None = None
+    workers: int = 1
+    gpus_per_worker: int | None = None
+    gpu_type: str | None = None
+    pvc: str | None = None
+    storage_size: str = "10Gi"
+    storage_class: str | None = None
+    runtime: str = "torch-distributed"
+
+
 class ClusterEngine(Protocol):
+    """An engine that submits to a cluster. Registered by name (cellpipe.launcher.plugins);
+    built by `for_submit` to submit a run and by `for_tracking` to follow one."""
+
+    location: ClassVar[str]  # "cluster"
     name: str
+    store: RunStore
+
+    @classmethod
+    def for_submit(
+        cls, name: str, options: SubmitOptions, config: CellPipe, store: RunStore, home: Path
+    ) -> ClusterEngine: ...
+
+    @classmethod
+    def for_tracking(
+        cls, name: str, config: CellPipe, kube: KubeSettings, store: RunStore, home: Path
+    ) -> ClusterEngine: ...
+
+    def gpu_asks(self, request: SubmitRequest) -> list[GpuAsk]:
+        """What the run asks of the cluster's GPUs (checked before anything is built)."""
+        ...
 
     def plan(self, request: SubmitRequest) -> Submission: ...
 
@@ -111,7 +152,7 @@ def record_submission(
 
 def fail_submission(store: RunStore, record: RunRecord, error: str) -> RunRecord:
     """A run that did not reach its engine: Failed, its error kept, its steps never run."""
-    record.status = "Failed"
+    record.status = RunStatus.FAILED
     record.error = error
     record.finished = time.time()
     for step in record.steps.values():

@@ -47,7 +47,7 @@ from .cluster import (
     set_status,
 )
 from .k8s import REQUEST_TIMEOUT, ClusterError, KubeSettings, connect, explain
-from .store import RunRecord, RunStore, cellpipe_home
+from .store import RunRecord, RunStore, cellpipe_home, open_store
 
 TOKEN_ENV = "CELLPIPE_KFP_TOKEN"
 COOKIE_ENV = "CELLPIPE_KFP_COOKIE"
@@ -194,7 +194,7 @@ class KfpEngine:
     ) -> None:
         self.settings = settings or KfpSettings.from_environment()
         self.home = home or cellpipe_home()
-        self.store = store or RunStore(self.home / "runs.sqlite")
+        self.store = store or open_store(self.home)
 
     # -- submit ---------------------------------------------------------------------------
     def plan(self, request: SubmitRequest) -> Submission:

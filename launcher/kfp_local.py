@@ -20,7 +20,7 @@ from cellpipe.converter import CompileOptions, compile_yaml
 from cellpipe.converter.bundle import make_bundle
 
 from .local_engine import RunRequest, StepListener, guarded
-from .store import RunRecord, RunStore, cellpipe_home
+from .store import RunRecord, RunStore, cellpipe_home, open_store
 
 EXECUTOR_OUTPUT = "executor_output.json"
 METRICS_OUTPUT = "cellpipe_metrics"
@@ -75,7 +75,7 @@ class KfpLocalEngine:
         """With `image`, every step runs in that built image through kfp.local's DockerRunner
         (the Docker Engine API at DOCKER_HOST); without, in this environment."""
         self.home = home or cellpipe_home()
-        self.store = store or RunStore(self.home / "runs.sqlite")
+        self.store = store or open_store(self.home)
         self.image = image
 
     def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:

@@ -27,7 +27,7 @@ from cellpipe import __version__
 from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
 
-from .store import RunRecord, RunStore, StepRecord, cellpipe_home
+from .store import RunRecord, RunStore, StepRecord, cellpipe_home, open_store
 
 RESULT_FILE = "cellpipe-result.json"
 LOG_FILE = "cellpipe-log.txt"
@@ -89,7 +89,7 @@ class LocalEngine:
 
     def __init__(self, store: RunStore | None = None, home: Path | None = None) -> None:
         self.home = home or cellpipe_home()
-        self.store = store or RunStore(self.home / "runs.sqlite")
+        self.store = store or open_store(self.home)
 
     def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:
         listener = guarded(listener)

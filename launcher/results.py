@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from cellpipe.runtime import values
 
-from .store import RunRecord, RunStore, StepRecord, cellpipe_home
+from .store import RunNotFound, RunRecord, RunStore, StepRecord, find_run, open_store
 
 ENTRY_POINT_GROUP = "cellpipe.value_sources"
 
@@ -115,23 +115,6 @@ class Located:
         return f"{self.name!r} from run {self.run_id}, step {self.step!r}"
 
 
-def find_run(store: RunStore, run_id: str) -> RunRecord:
-    """The run `run_id` names: its id, or the start of exactly one run's id."""
-    record = store.get(run_id)
-    if record is not None:
-        return record
-    runs = store.list()
-    matching = [r for r in runs if run_id and r.run_id.startswith(run_id)]
-    if len(matching) == 1:
-        return matching[0]
-    if matching:
-        ids = ", ".join(r.run_id for r in matching[:5])
-        raise ResultError(f"{run_id!r} is the start of several runs' ids ({ids}); say more")
-    recent = ", ".join(r.run_id for r in runs[:3])
-    hint = f"; the latest runs are {recent}" if recent else "; there are no runs yet"
-    raise ResultError(f"no run {run_id!r} in {store.path}{hint}")
-
-
 def _find_step(record: RunRecord, name: str) -> StepRecord:
     for step in record.steps.values():
         if name in (step.name, step.task):
@@ -143,7 +126,10 @@ def _find_step(record: RunRecord, name: str) -> StepRecord:
 def locate(store: RunStore, run_id: str, name: str, step: str | None = None) -> Located:
     """Find `name` in a run: the value the last step that hands it on kept (or `step`'s), or
     else a metric of the run."""
-    record = find_run(store, run_id)
+    try:
+        record = find_run(store, run_id)
+    except RunNotFound as exc:
+        raise ResultError(str(exc)) from None
     source = value_source(record.engine)
     chosen = _find_step(record, step) if step is not None else None
     bundle = source.bundle(record)
@@ -216,5 +202,5 @@ def load(run_id: str, name: str, step: str | None = None, *, home: Path | None =
             that hands `name` on.
         home: cellpipe's home (default $CELLPIPE_HOME, as the engines use).
     """
-    store = RunStore((home or cellpipe_home()) / "runs.sqlite")
+    store = open_store(home)
     return locate(store, run_id, name, step).load()

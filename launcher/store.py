@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("Pending", "Running", "Succeeded", "Failed", "Cancelled")
+STORE_FILE = "runs.sqlite"
 SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -109,6 +109,32 @@ def owner_alive(owner: str | None) -> bool | None:
     except PermissionError:
         pass
     return _process_start(int(pid_text)) == start
+
+
+def open_store(home: Path | None = None) -> RunStore:
+    """The run store of `home` (default: cellpipe_home()): HOME/runs.sqlite."""
+    return RunStore((home or cellpipe_home()) / STORE_FILE)
+
+
+class RunNotFound(LookupError):
+    """No run has that id (or id prefix); the message says so and what to give instead."""
+
+
+def find_run(store: RunStore, text: str) -> RunRecord:
+    """The run `text` names: its id, or the start of exactly one run's id."""
+    record = store.get(text)
+    if record is not None:
+        return record
+    runs = store.list()
+    matching = [r for r in runs if text and r.run_id.startswith(text)]
+    if len(matching) == 1:
+        return matching[0]
+    if matching:
+        ids = ", ".join(r.run_id for r in matching[:5])
+        raise RunNotFound(f"{text!r} is the start of several runs' ids ({ids}); say more")
+    recent = ", ".join(r.run_id for r in runs[:3])
+    hint = f"; the latest runs are {recent}" if recent else "; there are no runs yet"
+    raise RunNotFound(f"no run {text!r} in {store.path}{hint} (`cellpipe runs` lists them)")
 
 
 def new_run_id() -> str:

@@ -55,7 +55,7 @@ from .k8s import (
     safe_name,
     to_dict,
 )
-from .store import RunRecord, RunStore, cellpipe_home
+from .store import RunRecord, RunStore, cellpipe_home, open_store
 
 DATA_MOUNT = "/cellpipe/data"
 DATA_VOLUME = "cellpipe-data"
@@ -774,7 +774,7 @@ class TrainingEngine:
         self.options = options or TrainingOptions()
         self.kube = kube or KubeSettings()
         self.home = home or cellpipe_home()
-        self.store = store or RunStore(self.home / "runs.sqlite")
+        self.store = store or open_store(self.home)
         self.last_plan: TrainingPlan | None = None
 
     def namespace_for(self, request: SubmitRequest) -> str:

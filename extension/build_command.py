@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from cellpipe.errors import UserError
+from cellpipe.launcher.errors import UserError
 
 
 def add_build_arguments(commands: Any) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from cellpipe import __version__
-from cellpipe.errors import UserError
+from cellpipe.launcher.errors import UserError
 
 if TYPE_CHECKING:
     from cellpipe.converter import Pipeline

@@ -38,7 +38,7 @@ from cellpipe.converter.tags import (
     parse_step_line,
     split_step_line,
 )
-from cellpipe.errors import UserError
+from cellpipe.launcher.errors import UserError
 
 # Where the CLI's command functions live: `NAME_command(args, out, err) -> int` in one of them.
 COMMAND_MODULES = (

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from cellpipe.errors import UserError
+from cellpipe.launcher.errors import UserError
 from cellpipe.progress import progress_for
 
 EXIT_STEP_FAILED = 1

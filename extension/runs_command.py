@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from cellpipe.errors import UserError
+from cellpipe.launcher.errors import UserError
 from cellpipe.submit_command import add_cluster_arguments, load_config
 
 EXIT_CLUSTER_ERROR = 1
@@ -123,8 +123,8 @@ def _when(seconds: float | None) -> str:
 
 
 def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from cellpipe.launcher.cluster import FINISHED, LOCAL_ENGINES
     from cellpipe.launcher.tracking import refresh_quietly
+    from cellpipe.launcher.vocabulary import FINISHED, LOCAL_ENGINES
 
     store, home, kube, kfp = _context(args)
     notebook = str(Path(args.notebook).resolve()) if args.notebook else None
@@ -237,9 +237,9 @@ def logs_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cancel_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from cellpipe.launcher.cluster import FINISHED
     from cellpipe.launcher.k8s import ClusterError
     from cellpipe.launcher.tracking import refresh_quietly
+    from cellpipe.launcher.vocabulary import FINISHED
 
     store, home, kube, kfp = _context(args)
     record = _find(store, args.run)
@@ -260,9 +260,9 @@ def cancel_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def delete_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from cellpipe.launcher.cluster import FINISHED
     from cellpipe.launcher.k8s import ClusterError
     from cellpipe.launcher.tracking import refresh_quietly
+    from cellpipe.launcher.vocabulary import FINISHED
 
     store, home, kube, kfp = _context(args)
     record = _find(store, args.run)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from cellpipe.errors import UserError
+from cellpipe.launcher.errors import UserError
 
 ENGINES = ("kfp", "pytorchjob", "tfjob", "xgboostjob", "mpijob", "trainjob")
 CONFIG_FILES = ("jupyter_server_config", "jupyter_cellpipe_config")
@@ -30,7 +30,7 @@ def load_config() -> Any:
     from traitlets.config import Config
     from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
-    from cellpipe.config import CellPipe
+    from cellpipe.launcher.config import CellPipe
 
     merged = Config()
     for folder in reversed(jupyter_config_path()):

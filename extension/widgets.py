@@ -26,7 +26,7 @@ from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
-from cellpipe.errors import UserError
+from cellpipe.launcher.errors import UserError
 
 log = logging.getLogger(__name__)
 FINISHED = ("Succeeded", "Failed", "Cancelled")
@@ -141,7 +141,7 @@ def _load_config() -> Any:
     try:
         from cellpipe.submit_command import load_config
     except ImportError:
-        from cellpipe.config import CellPipe
+        from cellpipe.launcher.config import CellPipe
 
         return CellPipe()
     return load_config()

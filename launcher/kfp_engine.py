@@ -38,8 +38,6 @@ import yaml
 from cellpipe.converter import compile_yaml
 
 from .cluster import (
-    FINISHED,
-    KFP_ENGINE,
     Submission,
     SubmitRequest,
     fail_submission,
@@ -48,6 +46,7 @@ from .cluster import (
 )
 from .k8s import REQUEST_TIMEOUT, ClusterError, KubeSettings, connect, explain
 from .store import RunRecord, RunStore, cellpipe_home, open_store
+from .vocabulary import FINISHED, KFP_ENGINE
 
 TOKEN_ENV = "CELLPIPE_KFP_TOKEN"
 COOKIE_ENV = "CELLPIPE_KFP_COOKIE"

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .cluster import CLUSTER_ENGINES, FINISHED, KFP_ENGINE, TRAINING_ENGINES, set_status
+from .cluster import set_status
 from .k8s import ClusterError, KubeSettings
 from .local_engine import LOG_FILE
 from .store import RunRecord, RunStore, owner_alive
+from .vocabulary import CLUSTER_ENGINES, FINISHED, KFP_ENGINE, TRAINING_ENGINES
 
 RUN_LOGS = {"local": "prelude-log.txt", "kfp-local": "kfp-local-log.txt"}
 REPORT_FILE = "cellpipe-report.json"

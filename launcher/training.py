@@ -33,7 +33,6 @@ from cellpipe.converter import Pipeline, Step
 from cellpipe.converter.kfp_ir import DEFAULT_GPU_TOLERATION
 
 from .cluster import (
-    FINISHED,
     Submission,
     SubmitRequest,
     fail_submission,
@@ -56,6 +55,7 @@ from .k8s import (
     to_dict,
 )
 from .store import RunRecord, RunStore, cellpipe_home, open_store
+from .vocabulary import FINISHED
 
 DATA_MOUNT = "/cellpipe/data"
 DATA_VOLUME = "cellpipe-data"

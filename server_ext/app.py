@@ -10,7 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import default
 
-from cellpipe.config import CellPipe
+from cellpipe.launcher.config import CellPipe
 
 from . import API_NAMESPACE
 from .core import CellPipeService

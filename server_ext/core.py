@@ -30,9 +30,9 @@ from cellpipe.converter import (
 )
 from cellpipe.converter.params import ParameterError, parameter_values
 from cellpipe.launcher import RunRecord, RunRequest, RunStore, StepRecord, cellpipe_home
-from cellpipe.launcher.cluster import CLUSTER_ENGINES
 from cellpipe.launcher.local_engine import LOG_FILE, machine_has_gpu
 from cellpipe.launcher.store import new_run_id
+from cellpipe.launcher.vocabulary import CLUSTER_ENGINES
 from cellpipe.runtime.step import REPORT_FILE
 
 from . import API_NAMESPACE

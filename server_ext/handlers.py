@@ -35,7 +35,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from cellpipe.launcher.cluster import CLUSTER_ENGINES
+from cellpipe.launcher.vocabulary import CLUSTER_ENGINES
 
 from .builds import FINISHED as BUILD_FINISHED
 from .core import FINISHED, ApiError, CellPipeService

@@ -13,7 +13,7 @@ from tornado import web
 from traitlets import Bool, Dict, Float, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
-from cellpipe.config import CellPipe, check_gpu_types
+from cellpipe.launcher.config import CellPipe, check_gpu_types
 
 from .choices import (
     Choices,

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from cellpipe.config import ENGINES, CellPipe
+from cellpipe.launcher.config import ENGINES, CellPipe
 from cellpipe.converter.model import GpuRequest
 from cellpipe.launcher import LocalEngine, RunRecord, RunRequest
 from cellpipe.launcher.gpus import configured_types, inventory_from_objects

@@ -10,7 +10,7 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from cellpipe.config import CellPipe
+from cellpipe.launcher.config import CellPipe
 
 from .conftest import Api
 

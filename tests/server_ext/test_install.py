@@ -31,7 +31,7 @@ def test_the_extension_validates_as_jupyter_server_extension_list_checks_it() ->
 
 def test_importing_cellpipe_and_its_server_package_imports_nothing_heavy() -> None:
     code = (
-        "import sys, cellpipe, cellpipe.server_ext, cellpipe.config\n"
+        "import sys, cellpipe, cellpipe.server_ext, cellpipe.launcher.config\n"
         "heavy = {'jupyter_server', 'tornado', 'kfp', 'nbformat'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )

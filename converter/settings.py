@@ -6,13 +6,13 @@ clear warning each (never a refusal, never silence).
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .model import PipelineSettings, Resources, VolumeMount
+from .slugs import safe_name
 from .tags import is_quantity
 
 DEFAULT_BASE_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
@@ -58,9 +58,9 @@ class NotebookSettings:
 
 
 def slug(text: str, limit: int = 63) -> str:
-    """A DNS-1123 label from any text (lowercase letters, digits, '-')."""
-    value = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
-    return value or "pipeline"
+    """A pipeline's (or a task's) name from any text: `safe_name` without a hash, since
+    compiled pipelines pin these names; `pipeline` for a text without letters or digits."""
+    return safe_name(text, suffix="", limit=limit, fallback="pipeline", letter_first=False)
 
 
 def read_settings(metadata: Mapping[str, Any], notebook_stem: str) -> NotebookSettings:

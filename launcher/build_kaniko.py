@@ -14,7 +14,6 @@ import base64
 import gzip
 import io
 import json
-import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from cellpipe.converter.model import Pipeline
+from cellpipe.converter.slugs import safe_name
 
 from .build import BuildError
 from .images import FIXED_MTIME, VENV, ImagePlan
@@ -71,11 +71,6 @@ def context_archive(plan: ImagePlan) -> bytes:
     return buffer.getvalue()
 
 
-def dns_name(text: str, suffix: str, limit: int = 63) -> str:
-    base = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "pipeline"
-    return f"{base[: limit - len(suffix) - 1].rstrip('-')}-{suffix}"
-
-
 def kaniko_objects(
     plan: ImagePlan,
     context: bytes,
@@ -85,7 +80,7 @@ def kaniko_objects(
     """The ConfigMap (the context) and the Job (kaniko), as kubernetes client models."""
     from kubernetes import client as k8s
 
-    name = dns_name(f"cellpipe-build-{plan.pipeline_name}", plan.tag[:10])
+    name = safe_name(f"cellpipe-build-{plan.pipeline_name}", suffix=plan.tag[:10])
     labels = {"app.kubernetes.io/managed-by": "cellpipe", "cellpipe.org/image-tag": plan.tag}
     meta = k8s.V1ObjectMeta(name=name, namespace=namespace, labels=labels)
 

@@ -11,7 +11,6 @@ import { CellPipeClient } from './api';
 import { EventSourceClass, RunWatcher } from './runwatch';
 import { cellMembership, ICellInfo, IMembership } from './steps';
 import {
-  FINISHED,
   ICompileRequest,
   ICompileResult,
   IDiagnostic,
@@ -19,6 +18,7 @@ import {
   IRunRequest,
   IStartedRun
 } from './tokens';
+import { isFinished, VocabularySource } from './vocabulary';
 
 /** What the models need of a notebook. */
 export interface INotebookSource {
@@ -200,6 +200,11 @@ export interface IRunsModelOptions {
   client: CellPipeClient;
   /** The notebook's API path now (it changes when the notebook is renamed). */
   path: () => string;
+  /**
+   * The server's vocabulary (GET /config), null until it has answered: which statuses are
+   * final. Until then no run is followed; follow() picks them up once it is known.
+   */
+  vocabulary: VocabularySource;
   /** Milliseconds between list refreshes (runs started elsewhere: the CLI); default 10 s. */
   refreshInterval?: number;
   eventSource?: EventSourceClass | null;
@@ -211,6 +216,7 @@ export class RunsModel implements IDisposable {
   constructor(options: IRunsModelOptions) {
     this._client = options.client;
     this._path = options.path;
+    this._vocabulary = options.vocabulary;
     this._eventSource = options.eventSource;
     this._pollInterval = options.pollInterval;
     this._poll = new Poll({
@@ -268,6 +274,16 @@ export class RunsModel implements IDisposable {
     });
   }
 
+  /** Follow the runs listed that have not ended (after the vocabulary arrived). */
+  follow(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    for (const run of this._runs) {
+      this._follow(run);
+    }
+  }
+
   /** Start a run of this notebook; it appears at the top of the list, followed live. */
   async start(request: Omit<IRunRequest, 'path'>): Promise<IStartedRun> {
     const started = await this._busyWhile(() =>
@@ -308,12 +324,18 @@ export class RunsModel implements IDisposable {
   }
 
   private _follow(run: IRun): void {
-    if (FINISHED.includes(run.status) || this._watchers.has(run.run_id)) {
+    const vocabulary = this._vocabulary();
+    if (
+      !vocabulary ||
+      isFinished(vocabulary, run.status) ||
+      this._watchers.has(run.run_id)
+    ) {
       return;
     }
     const watcher = new RunWatcher({
       client: this._client,
       runId: run.run_id,
+      vocabulary: this._vocabulary,
       eventSource: this._eventSource,
       pollInterval: this._pollInterval
     });
@@ -363,6 +385,7 @@ export class RunsModel implements IDisposable {
 
   private _client: CellPipeClient;
   private _path: () => string;
+  private _vocabulary: VocabularySource;
   private _eventSource: EventSourceClass | null | undefined;
   private _pollInterval: number | undefined;
   private _poll: Poll;

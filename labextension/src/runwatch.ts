@@ -8,7 +8,8 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { CellPipeClient } from './api';
 import { CellPipeRequestError } from './request';
-import { FINISHED, IRun } from './tokens';
+import { IRun } from './tokens';
+import { isFinished, VocabularySource } from './vocabulary';
 
 /** The EventSource constructor (injected by tests; absent in some environments). */
 export type EventSourceClass = new (url: string) => EventSource;
@@ -16,6 +17,8 @@ export type EventSourceClass = new (url: string) => EventSource;
 export interface IRunWatcherOptions {
   client: CellPipeClient;
   runId: string;
+  /** The server's vocabulary (GET /config): which statuses are final. */
+  vocabulary: VocabularySource;
   /** Default: the browser's EventSource, when there is one. Null: poll only. */
   eventSource?: EventSourceClass | null;
   /** Milliseconds between polls when polling (default 1000). */
@@ -29,6 +32,7 @@ export class RunWatcher implements IDisposable {
   constructor(options: IRunWatcherOptions) {
     this._client = options.client;
     this.runId = options.runId;
+    this._vocabulary = options.vocabulary;
     this._pollInterval = options.pollInterval ?? 1000;
     const fallback =
       typeof EventSource === 'undefined'
@@ -104,7 +108,7 @@ export class RunWatcher implements IDisposable {
     source.addEventListener('end', () => {
       this._closeSource();
       // The last `run` event already carried the finished run; ask once in case it did not.
-      if (this._run && FINISHED.includes(this._run.status)) {
+      if (this._run && this._isFinished(this._run)) {
         this._end(this._run);
       } else {
         this._poll();
@@ -159,9 +163,13 @@ export class RunWatcher implements IDisposable {
     }
     this._run = run;
     this._updated.emit(run);
-    if (this._mode === 'polling' && FINISHED.includes(run.status)) {
+    if (this._mode === 'polling' && this._isFinished(run)) {
       this._end(run);
     }
+  }
+
+  private _isFinished(run: IRun): boolean {
+    return isFinished(this._vocabulary(), run.status);
   }
 
   private _end(run: IRun | null): void {
@@ -186,6 +194,7 @@ export class RunWatcher implements IDisposable {
   }
 
   private _client: CellPipeClient;
+  private _vocabulary: VocabularySource;
   private _eventSourceClass: EventSourceClass | null;
   private _pollInterval: number;
   private _source: EventSource | null = null;

@@ -13,8 +13,10 @@ import {
   DEFAULT_SETTINGS,
   IGpuInventory,
   IServerConfig,
-  ISidebarSettings
+  ISidebarSettings,
+  IVocabulary
 } from './tokens';
+import { vocabularyOf } from './vocabulary';
 
 export class CellPipeContext {
   constructor(readonly client: CellPipeClient) {}
@@ -35,6 +37,11 @@ export class CellPipeContext {
   /** GET /config, once it has answered. */
   get config(): IServerConfig | null {
     return this._config;
+  }
+
+  /** GET /config's vocabulary (statuses, engine kinds, builders), once it has answered. */
+  get vocabulary(): IVocabulary | null {
+    return vocabularyOf(this._config);
   }
 
   /** GET /gpus, once it has answered. */
@@ -94,8 +101,12 @@ export class NotebookSession implements IDisposable {
     });
     this.runs = new RunsModel({
       client: context.client,
-      path: () => this.source.path
+      path: () => this.source.path,
+      vocabulary: () => context.vocabulary
     });
+    // Runs listed before /config answered are followed once its vocabulary says which ended.
+    context.changed.connect(this._onContextChanged, this);
+    this._context = context;
     this.decorator = new CellDecorator(panel, this.pipeline);
     void panel.context.ready.then(() => {
       if (!this.isDisposed) {
@@ -120,11 +131,17 @@ export class NotebookSession implements IDisposable {
       return;
     }
     this._isDisposed = true;
+    this._context.changed.disconnect(this._onContextChanged, this);
     this.decorator.dispose();
     this.runs.dispose();
     this.pipeline.dispose();
     this.source.dispose();
   }
 
+  private _onContextChanged(): void {
+    this.runs.follow();
+  }
+
+  private _context: CellPipeContext;
   private _isDisposed = false;
 }

@@ -10,16 +10,13 @@ export const API_NAMESPACE = 'cellpipe/api';
 /** The plugin id; also the settings' id (schema/plugin.json). */
 export const PLUGIN_ID = 'cellpipe:plugin';
 
-/** Run and step status, as the run store and every engine write it. */
-export type Status =
+/**
+ * A run's (or a step's, or a build's) status, as the run store and every engine write it
+ * (launcher/vocabulary.py RunStatus). A type only: which statuses are final is the server's
+ * word, GET /config `vocabulary.finished` (see vocabulary.ts).
+ */
+export type RunStatus =
   'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Cancelled';
-
-/** The statuses a run or step never leaves. */
-export const FINISHED: ReadonlyArray<Status> = [
-  'Succeeded',
-  'Failed',
-  'Cancelled'
-];
 
 /** Parameter types, from the parameters cell's literals (converter/model.py ParameterType). */
 export type ParameterType = 'int' | 'float' | 'bool' | 'str' | 'list' | 'dict';
@@ -134,7 +131,7 @@ export interface ICompileRequest {
 /** A step of a run (StepRecord.to_json). */
 export interface IStepRun {
   task: string;
-  status: Status;
+  status: RunStatus;
   cached: boolean;
   seconds: number | null;
   error: string | null;
@@ -148,7 +145,7 @@ export interface IRun {
   path: string | null;
   pipeline: string;
   engine: string;
-  status: Status;
+  status: RunStatus;
   created: number;
   finished: number | null;
   parameters: Record<string, JSONValue>;
@@ -184,6 +181,8 @@ export interface IRunRequest {
   namespace?: string;
   /** Training engines: the number of workers. */
   workers?: number;
+  /** Cluster engines: how the image is built, one of `vocabulary.builders_here`. */
+  builder?: string;
 }
 
 /** GET /runs/ID/logs[?step=NAME]. */
@@ -191,7 +190,7 @@ export interface IRunLogs {
   run_id: string;
   step: string | null;
   task: string | null;
-  status: Status;
+  status: RunStatus;
   cached?: boolean;
   text: string;
   /** `step`, `run`, `report` (what the cells printed), or null when there is no log yet. */
@@ -229,7 +228,7 @@ export interface IGpuInventory {
 export interface IBuild {
   build_id: string;
   path: string;
-  status: 'Pending' | 'Running' | 'Succeeded' | 'Failed';
+  status: RunStatus;
   builder: string;
   registry: string;
   base: string | null;
@@ -242,6 +241,29 @@ export interface IBuild {
   /** Once Succeeded: `cellpipe build --format json` (image, digest, cached, ...). */
   result: Record<string, unknown> | null;
   error: string | null;
+}
+
+/**
+ * GET /config `vocabulary`: the names every front door shares (launcher/vocabulary.py). The
+ * sidebar decides from these lists, never from its own: what is finished, which engines run on
+ * this machine, on a cluster, or as a training job, which builders a run may use.
+ */
+export interface IVocabulary {
+  /** Every status, in the order a run goes through them. */
+  statuses: RunStatus[];
+  /** The statuses a run, step or build never leaves. */
+  finished: RunStatus[];
+  /** Engines that run the pipeline on this machine (`cellpipe run`). */
+  local_engines: string[];
+  /** Engines that submit to a cluster (`cellpipe submit`); the training engines among them. */
+  cluster_engines: string[];
+  /** Cluster engines that submit a training job: their runs take a number of workers. */
+  training_engines: string[];
+  /** Every builder, the default first (POST /builds takes any of them). */
+  builders: string[];
+  /** The builders that build from this machine: those a cluster run (POST /runs) may use. */
+  builders_here: string[];
+  default_builder: string;
 }
 
 /** GET /config: every c.CellPipe setting but the secrets. */
@@ -261,11 +283,11 @@ export interface IServerConfig {
   gpu_types: { name: string; display_name?: string; resource?: string }[];
   gpu_tolerations: Record<string, string>[] | null;
   concurrent_runs: number;
-  /**
-   * Routes beyond compile and runs that this server offers (`builds` once POST /builds
-   * exists). Absent today: the sidebar offers only what is listed.
-   */
+  /** Routes beyond compile and runs that this server offers (`builds`): the sidebar offers
+   * only what is listed. */
   capabilities?: string[];
+  /** The shared names: statuses, engine kinds, builders. */
+  vocabulary: IVocabulary;
 }
 
 /** An error answer: `{"message", "reason"}` (plus the compile JSON for notebook errors). */
@@ -274,18 +296,6 @@ export interface IErrorBody {
   reason: string;
   [key: string]: unknown;
 }
-
-/** The engines that submit a training job: their runs take a number of workers. */
-export const TRAINING_ENGINES: ReadonlyArray<string> = [
-  'pytorchjob',
-  'tfjob',
-  'xgboostjob',
-  'mpijob',
-  'trainjob'
-];
-
-/** Engines that run on this machine. */
-export const LOCAL_ENGINES: ReadonlyArray<string> = ['local', 'kfp-local'];
 
 /** The sidebar's settings (schema/plugin.json). */
 export interface ISidebarSettings {

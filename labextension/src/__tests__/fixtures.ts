@@ -1,5 +1,65 @@
 /** Wire data shaped as the server answers it (server_ext/core.py, converter, run store). */
-import { ICompileResult, IRun, IStep } from '../tokens';
+import {
+  ICompileResult,
+  IRun,
+  IServerConfig,
+  IStep,
+  IVocabulary
+} from '../tokens';
+
+/** GET /config `vocabulary` as the server publishes it (launcher/vocabulary.py). */
+export function vocabulary(extra: Partial<IVocabulary> = {}): IVocabulary {
+  return {
+    statuses: ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled'],
+    finished: ['Succeeded', 'Failed', 'Cancelled'],
+    local_engines: ['local', 'kfp-local'],
+    cluster_engines: [
+      'kfp',
+      'pytorchjob',
+      'tfjob',
+      'xgboostjob',
+      'mpijob',
+      'trainjob'
+    ],
+    training_engines: [
+      'pytorchjob',
+      'tfjob',
+      'xgboostjob',
+      'mpijob',
+      'trainjob'
+    ],
+    builders: ['append', 'engine', 'kaniko'],
+    builders_here: ['append', 'engine'],
+    default_builder: 'append',
+    ...extra
+  };
+}
+
+/** GET /config, as server_ext/core.py config_json answers it on a machine with no cluster. */
+export function config(extra: Partial<IServerConfig> = {}): IServerConfig {
+  return {
+    version: '0.1.0',
+    api: 'cellpipe/api',
+    base_image: null,
+    builder: 'append',
+    concurrent_runs: 2,
+    default_engine: 'local',
+    engines: {
+      local: 'cellpipe.launcher.local_engine.LocalEngine',
+      'kfp-local': 'cellpipe.launcher.kfp_local.KfpLocalEngine'
+    },
+    gpu_label: 'nvidia.com/gpu.product',
+    gpu_resource: 'nvidia.com/gpu',
+    gpu_tolerations: null,
+    gpu_types: [],
+    kfp_host: null,
+    namespace: null,
+    registry: null,
+    capabilities: ['builds'],
+    vocabulary: vocabulary(),
+    ...extra
+  };
+}
 
 export function step(name: string, extra: Partial<IStep> = {}): IStep {
   return {

@@ -8,8 +8,8 @@ import { CellPipeClient } from '../api';
 import { INotebookSource, PipelineModel, RunsModel } from '../model';
 import { CellPipeRequestError, requestAPI } from '../request';
 import { ICellInfo } from '../steps';
-import { ICompileResult, IRun } from '../tokens';
-import { compileResult, run } from './fixtures';
+import { ICompileResult, IRun, IVocabulary } from '../tokens';
+import { compileResult, run, vocabulary } from './fixtures';
 
 jest.mock('../request', () => ({
   ...jest.requireActual('../request'),
@@ -200,6 +200,7 @@ describe('RunsModel', () => {
     const model = new RunsModel({
       client,
       path: () => 'iris.ipynb',
+      vocabulary: () => vocabulary(),
       eventSource: null,
       pollInterval: 5
     });
@@ -223,6 +224,48 @@ describe('RunsModel', () => {
     model.dispose();
   });
 
+  it('follows runs listed before /config answered once its vocabulary says which ended', async () => {
+    // Given a run in progress and one that has ended, listed before /config answered
+    answer({
+      'GET runs?notebook=iris.ipynb': () => ({
+        runs: [
+          run({ status: 'Running' }),
+          run({ run_id: 'old', status: 'Succeeded' })
+        ]
+      }),
+      'GET runs/20261123-abcdef': () => run({ status: 'Running' })
+    });
+    let words: IVocabulary | null = null;
+    const model = new RunsModel({
+      client,
+      path: () => 'iris.ipynb',
+      vocabulary: () => words,
+      eventSource: null,
+      pollInterval: 5
+    });
+    await model.refresh();
+    // Then none is followed on a guess
+    expect(model.watcher('20261123-abcdef')).toBeUndefined();
+    expect(model.watcher('old')).toBeUndefined();
+
+    // When the vocabulary arrives, the unfinished one is followed, the finished one is not
+    words = vocabulary();
+    model.follow();
+    expect(model.watcher('20261123-abcdef')?.mode).toBe('polling');
+    expect(model.watcher('old')).toBeUndefined();
+
+    // And a status the server's vocabulary calls final ends the watcher, whatever its name
+    words = vocabulary({ finished: [...words.finished, 'Running'] });
+    await new Promise<void>(resolve =>
+      model.changed.connect(() => {
+        if (!model.watcher('20261123-abcdef')) {
+          resolve();
+        }
+      })
+    );
+    model.dispose();
+  });
+
   it('starts a run with the notebook path and puts it first', async () => {
     answer({
       'POST runs': init => {
@@ -238,6 +281,7 @@ describe('RunsModel', () => {
     const model = new RunsModel({
       client,
       path: () => 'iris.ipynb',
+      vocabulary: () => vocabulary(),
       eventSource: null,
       pollInterval: 5
     });
@@ -268,7 +312,11 @@ describe('RunsModel', () => {
       },
       'DELETE runs/20261123-abcdef': () => undefined
     });
-    const model = new RunsModel({ client, path: () => 'iris.ipynb' });
+    const model = new RunsModel({
+      client,
+      path: () => 'iris.ipynb',
+      vocabulary: () => vocabulary()
+    });
     await model.refresh();
 
     await expect(model.cancel('20261123-abcdef')).rejects.toThrow(

@@ -5,7 +5,7 @@ import { CellPipeClient } from '../api';
 import { requestAPI } from '../request';
 import { RunWatcher } from '../runwatch';
 import { IRun } from '../tokens';
-import { run } from './fixtures';
+import { run, vocabulary } from './fixtures';
 
 jest.mock('../request', () => ({
   ...jest.requireActual('../request'),
@@ -54,6 +54,7 @@ function watch(): {
   const watcher = new RunWatcher({
     client,
     runId: 'r1',
+    vocabulary: () => vocabulary(),
     eventSource: FakeEventSource as any,
     pollInterval: 5
   });
@@ -122,6 +123,7 @@ describe('RunWatcher', () => {
     const watcher = new RunWatcher({
       client,
       runId: 'r1',
+      vocabulary: () => vocabulary(),
       eventSource: null,
       pollInterval: 5
     });

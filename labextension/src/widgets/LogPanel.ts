@@ -8,7 +8,8 @@ import { Widget } from '@lumino/widgets';
 
 import { CellPipeClient } from '../api';
 import { errorMessage } from '../model';
-import { FINISHED, IRunLogs } from '../tokens';
+import { IRunLogs } from '../tokens';
+import { isFinished, VocabularySource } from '../vocabulary';
 
 export class LogView extends Widget {
   constructor() {
@@ -51,11 +52,15 @@ export class LogView extends Widget {
   private _pre: HTMLElement;
 }
 
-/** Open the log of `step` (null: the run's own) of a run, in a panel that follows it. */
+/**
+ * Open the log of `step` (null: the run's own) of a run, in a panel that follows it until the
+ * server's vocabulary says its status is final.
+ */
 export function createLogPanel(
   client: CellPipeClient,
   runId: string,
-  step: string | null
+  step: string | null,
+  vocabulary: VocabularySource
 ): MainAreaWidget<LogView> {
   const content = new LogView();
   const panel = new MainAreaWidget({ content });
@@ -67,7 +72,7 @@ export function createLogPanel(
     try {
       const logs = await client.logs(runId, step);
       content.showLogs(logs);
-      if (FINISHED.includes(logs.status)) {
+      if (isFinished(vocabulary(), logs.status)) {
         poll.stop();
       }
       return logs;

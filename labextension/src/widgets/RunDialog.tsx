@@ -1,6 +1,7 @@
 /**
  * The Run dialog: engine, parameters (prefilled from the parameters cell, typed), what each
- * GPU step asks for and what is free, workers for a training job.
+ * GPU step asks for and what is free, the builder for a cluster run, workers for a training job.
+ * What each engine takes is the server's word (GET /config `vocabulary`), not this file's.
  */
 import { Dialog, ReactWidget } from '@jupyterlab/apputils';
 import { HTMLSelect } from '@jupyterlab/ui-components';
@@ -19,12 +20,21 @@ import {
   IGpuInventory,
   IRunRequest,
   IServerConfig,
-  ISidebarSettings,
-  LOCAL_ENGINES,
-  TRAINING_ENGINES
+  ISidebarSettings
 } from '../tokens';
+import {
+  initialBuilder,
+  isClusterEngine,
+  isTrainingEngine,
+  orderEngines,
+  runBuilders,
+  vocabularyOf
+} from '../vocabulary';
 
-/** Words for the engines people may meet. */
+/**
+ * Words for the engines people may meet: display only. An engine without them (one another
+ * package registered on the server) shows its name, and works as its vocabulary kind says.
+ */
 export const ENGINE_LABELS: Record<string, string> = {
   local: 'local: this machine, steps forked from one warm process',
   'kfp-local': "kfp-local: this machine, the kfp SDK's kfp.local (reference)",
@@ -35,6 +45,11 @@ export const ENGINE_LABELS: Record<string, string> = {
   mpijob: 'mpijob: an MPIJob training job',
   trainjob: 'trainjob: a Kubeflow Trainer TrainJob'
 };
+
+/** How an engine is shown: its words, else its bare name. */
+export function engineLabel(engine: string): string {
+  return ENGINE_LABELS[engine] ?? engine;
+}
 
 export interface IRunDialogOptions {
   result: ICompileResult;
@@ -58,20 +73,23 @@ interface IDialogState {
   useCache: boolean;
   requireGpus: boolean;
   workers: number;
+  builder: string;
 }
 
-/** The engines the server offers, in the order people expect. */
+/**
+ * The engines the server offers, in the order people expect; none before /config has answered
+ * (the run then goes to the server's default engine).
+ */
 export function availableEngines(config: IServerConfig | null): string[] {
-  const names = config ? Object.keys(config.engines) : ['local'];
-  const known = Object.keys(ENGINE_LABELS);
-  return [...names].sort((a, b) => {
-    const ia = known.indexOf(a);
-    const ib = known.indexOf(b);
-    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
-  });
+  return config
+    ? orderEngines(vocabularyOf(config), Object.keys(config.engines ?? {}))
+    : [];
 }
 
-/** The engine a run starts with: the one asked for, the settings', the server's, `local`. */
+/**
+ * The engine a run starts with: the one asked for, the settings', the server's, the first
+ * offered; '' when none is offered yet (the request then names none: the server's default).
+ */
 export function initialEngine(
   engines: string[],
   asked: string | undefined,
@@ -87,7 +105,30 @@ export function initialEngine(
       return engine;
     }
   }
-  return engines[0] ?? 'local';
+  return engines[0] ?? '';
+}
+
+/** What the dialog asks for with this engine, as the server's vocabulary says. */
+export interface IEngineFields {
+  /** GPU choices per step, the namespace and the builder (the engine submits to a cluster). */
+  cluster: boolean;
+  /** The number of workers (the engine submits a training job). */
+  workers: boolean;
+  /** The builders to choose from (cluster engines; empty: none). */
+  builders: string[];
+}
+
+export function engineFields(
+  config: IServerConfig | null,
+  engine: string
+): IEngineFields {
+  const vocabulary = vocabularyOf(config);
+  const cluster = isClusterEngine(vocabulary, engine);
+  return {
+    cluster,
+    workers: isTrainingEngine(vocabulary, engine),
+    builders: cluster ? runBuilders(vocabulary) : []
+  };
 }
 
 export class RunDialogBody
@@ -119,27 +160,28 @@ export class RunDialogBody
       ),
       useCache: true,
       requireGpus: false,
-      workers: 2
+      workers: 2,
+      builder: initialBuilder(options.config)
     };
   }
 
   getValue(): IRunDialogValue {
-    const { result, settings } = this.options;
+    const { result, settings, config } = this.options;
     const state = this._state;
+    const fields = engineFields(config, state.engine);
     const { values, problems } = readParameters(
       result.parameter_types,
       result.parameters,
       state.texts
     );
     const request: Omit<IRunRequest, 'path'> = {
-      engine: state.engine,
       parameters: values,
       use_cache: state.useCache
     };
-    if (state.requireGpus) {
-      request.require_gpus = true;
+    if (state.engine) {
+      request.engine = state.engine;
     }
-    if (!LOCAL_ENGINES.includes(state.engine)) {
+    if (fields.cluster) {
       if (settings.namespace) {
         request.namespace = settings.namespace;
       }
@@ -147,8 +189,13 @@ export class RunDialogBody
       if (Object.keys(gpus).length) {
         request.gpus = gpus;
       }
+      if (fields.builders.includes(state.builder)) {
+        request.builder = state.builder;
+      }
+    } else if (state.requireGpus) {
+      request.require_gpus = true;
     }
-    if (TRAINING_ENGINES.includes(state.engine)) {
+    if (fields.workers) {
       if (!Number.isInteger(state.workers) || state.workers < 1) {
         problems.push('workers: at least 1');
       }
@@ -186,7 +233,8 @@ function RunForm(props: {
   const { options, state, onChange } = props;
   const { result, gpus } = options;
   const engines = availableEngines(options.config);
-  const local = LOCAL_ENGINES.includes(state.engine);
+  const fields = engineFields(options.config, state.engine);
+  const local = !fields.cluster;
   const gpuSteps = result.steps.filter(step => step.resources.gpu);
   const parameters = Object.entries(result.parameter_types);
   const check = readParameters(
@@ -207,10 +255,20 @@ function RunForm(props: {
           aria-label="Engine"
           value={state.engine}
           onChange={event => onChange({ engine: event.currentTarget.value })}
-          options={engines.map(engine => ({
-            value: engine,
-            label: ENGINE_LABELS[engine] ?? engine
-          }))}
+          options={
+            engines.length
+              ? engines.map(engine => ({
+                  value: engine,
+                  label: engineLabel(engine)
+                }))
+              : [
+                  {
+                    value: '',
+                    label:
+                      "the server's default (its configuration has not loaded)"
+                  }
+                ]
+          }
         />
       </div>
       <fieldset className="cp-Field">
@@ -403,7 +461,22 @@ function RunForm(props: {
             : ''}
         </p>
       )}
-      {TRAINING_ENGINES.includes(state.engine) && (
+      {fields.builders.length > 0 && (
+        <div className="cp-Field">
+          <label htmlFor="cp-builder">Builder</label>
+          <HTMLSelect
+            id="cp-builder"
+            aria-label="Builder"
+            value={state.builder}
+            onChange={event => onChange({ builder: event.currentTarget.value })}
+            options={fields.builders.map(builder => ({
+              value: builder,
+              label: builder
+            }))}
+          />
+        </div>
+      )}
+      {fields.workers && (
         <div className="cp-Field">
           <label htmlFor="cp-workers">Workers</label>
           <input

@@ -9,7 +9,8 @@ import {
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { FINISHED, IRun, IStepRun, Status } from '../tokens';
+import { IRun, IStepRun, IVocabulary, RunStatus } from '../tokens';
+import { isFinished } from '../vocabulary';
 
 export interface IRunsViewProps {
   runs: ReadonlyArray<IRun>;
@@ -17,6 +18,11 @@ export interface IRunsViewProps {
   error: string | null;
   /** Is this run followed live (and how)? */
   following: (runId: string) => string | null;
+  /**
+   * The server's vocabulary (which statuses are final), null until /config has answered:
+   * then a run offers neither Cancel nor Delete.
+   */
+  vocabulary: IVocabulary | null;
   onLogs: (run: IRun, step: string | null) => void;
   onCancel: (run: IRun) => void;
   onDelete: (run: IRun) => void;
@@ -46,7 +52,7 @@ function formatMetric(value: unknown): string {
 }
 
 export function StatusChip(props: {
-  status: Status;
+  status: RunStatus;
   cached?: boolean;
 }): React.ReactElement {
   return (
@@ -95,7 +101,8 @@ function RunItem(
   }
 ): React.ReactElement {
   const { run, expanded } = props;
-  const finished = FINISHED.includes(run.status);
+  const finished = isFinished(props.vocabulary, run.status);
+  const running = props.vocabulary !== null && !finished;
   const seconds = run.finished ? run.finished - run.created : null;
   const steps = Object.entries(run.steps);
   const metrics = Object.entries(run.metrics ?? {});
@@ -202,7 +209,7 @@ function RunItem(
               <listIcon.react tag="span" className="cp-ButtonIcon" />
               Run log
             </Button>
-            {!finished && (
+            {running && (
               <Button
                 small
                 className="jp-mod-warn"

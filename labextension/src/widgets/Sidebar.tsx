@@ -27,11 +27,12 @@ import * as React from 'react';
 import { errorMessage } from '../model';
 import { cellTags, setCellTags } from '../notebook';
 import { CellPipeContext, NotebookSession } from '../session';
-import { IDiagnostic, IRun, TRAINING_ENGINES } from '../tokens';
+import { IDiagnostic, IRun } from '../tokens';
+import { isClusterEngine, isFinished, isTrainingEngine } from '../vocabulary';
 import { pipelineIcon } from './icons';
 import { createLogPanel } from './LogPanel';
 import { PipelineView } from './PipelineView';
-import { IRunDialogValue, RunDialogBody } from './RunDialog';
+import { availableEngines, IRunDialogValue, RunDialogBody } from './RunDialog';
 import { RunsView } from './RunsView';
 import { StepEditor } from './StepEditor';
 
@@ -174,6 +175,7 @@ class RunsSection extends Section {
         busy={runs.busy}
         error={runs.error}
         following={runId => runs.watcher(runId)?.mode ?? null}
+        vocabulary={this.sidebar.context.vocabulary}
         onLogs={(run, step) => this.sidebar.openLogs(run, step)}
         onCancel={run => void this.sidebar.cancel(run)}
         onDelete={run => void this.sidebar.remove(run)}
@@ -364,7 +366,8 @@ export class CellPipeSidebar extends SidePanel {
   /** Build the notebook's image (offered when the server has the `builds` route). */
   async build(): Promise<void> {
     const session = this._session;
-    if (!session) {
+    // The vocabulary says when a build has ended: without it, there is no knowing.
+    if (!session || !this.context.vocabulary) {
       return;
     }
     const id = Notification.emit('Building the image…', 'in-progress', {
@@ -376,7 +379,7 @@ export class CellPipeSidebar extends SidePanel {
         content: session.source.content(),
         registry: this.context.settings.registry || undefined
       });
-      while (build.status === 'Pending' || build.status === 'Running') {
+      while (!isFinished(this.context.vocabulary, build.status)) {
         await new Promise(resolve => setTimeout(resolve, 1000));
         build = await this.context.client.getBuild(build.build_id);
         const last = build.progress[build.progress.length - 1];
@@ -418,7 +421,12 @@ export class CellPipeSidebar extends SidePanel {
 
   /** A step's log (or the run's) in a panel below the notebook. */
   openLogs(run: IRun, step: string | null): void {
-    const panel = createLogPanel(this.context.client, run.run_id, step);
+    const panel = createLogPanel(
+      this.context.client,
+      run.run_id,
+      step,
+      () => this.context.vocabulary
+    );
     const existing = Array.from(this.app.shell.widgets('main')).find(
       widget => widget.id === panel.id
     );
@@ -498,16 +506,13 @@ export class CellPipeSidebar extends SidePanel {
       icon: launchIcon,
       label: 'Kubeflow',
       tooltip: 'Submit the pipeline to Kubeflow Pipelines',
-      onClick: () => void this.run('kfp')
+      onClick: () => void this.run(this._pipelineClusterEngine())
     });
     button('training', {
       icon: launchIcon,
       label: 'Training job',
       tooltip: 'Submit a distributed training job',
-      onClick: () =>
-        void this.run(
-          TRAINING_ENGINES.find(engine => this.context.hasEngine(engine))
-        )
+      onClick: () => void this.run(this._trainingEngine())
     });
     button('build', {
       icon: buildIcon,
@@ -527,6 +532,24 @@ export class CellPipeSidebar extends SidePanel {
     });
   }
 
+  /** The first engine offered that submits the whole pipeline to a cluster (kfp). */
+  private _pipelineClusterEngine(): string | undefined {
+    const vocabulary = this.context.vocabulary;
+    return availableEngines(this.context.config).find(
+      engine =>
+        isClusterEngine(vocabulary, engine) &&
+        !isTrainingEngine(vocabulary, engine)
+    );
+  }
+
+  /** The first training engine offered. */
+  private _trainingEngine(): string | undefined {
+    const vocabulary = this.context.vocabulary;
+    return availableEngines(this.context.config).find(engine =>
+      isTrainingEngine(vocabulary, engine)
+    );
+  }
+
   private _onChanged(): void {
     const has = this._session !== null;
     const show = (name: string, visible: boolean) => {
@@ -537,11 +560,8 @@ export class CellPipeSidebar extends SidePanel {
       }
     };
     show('run', true);
-    show('kfp', this.context.hasEngine('kfp'));
-    show(
-      'training',
-      TRAINING_ENGINES.some(engine => this.context.hasEngine(engine))
-    );
+    show('kfp', this._pipelineClusterEngine() !== undefined);
+    show('training', this._trainingEngine() !== undefined);
     show('build', this.context.can('builds'));
     show('download', true);
     show('compile', true);

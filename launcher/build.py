@@ -1,50 +1,51 @@
 """Building a pipeline's image: the request, the result, and the choice of builder.
 
-    build_image(request, progress) -> BuildResult
+    build_image(request, progress, builders) -> list[BuildResult]
 
-finds the requirements, plans the layers (images.py), and hands the plan to a builder:
-`append` (no daemon: layers added to the base through the registry API), `engine` (a Docker
-Engine API: Docker or podman) or `kaniko` (a Job for building inside the cluster). An image
-whose tag (a content hash) is already in the registry is not built again.
+finds the requirements, plans the layers (images.py), and hands each plan to the builder the
+request names, found in the registry (cellpipe.launcher.plugins; `builders` maps more names, or
+replaces some, by import string, as `c.CellPipe.builders` does): `append` (no daemon: layers
+added to the base through the registry API), `engine` (a Docker Engine API: Docker or podman)
+or `kaniko` (a Job for building inside the cluster). An image a builder builds here whose tag
+(a content hash) is already in the registry is not built again. The `Builder` protocol and what
+the builders share are in builders.py.
 """
 
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from cellpipe.converter.model import Pipeline
-
-from .images import ImagePlan, plan_image
+from .builders import (
+    Builder,
+    BuilderClass,
+    BuildError,
+    BuildRequest,
+    BuiltImage,
+    Progress,
+    build_cache,
+)
+from .images import LABEL_PREFIX, ImagePlan, plan_image
+from .plugins import builder_classes, load_class
 from .registry import ImageRef, RegistryClient, RegistryError
-from .requirements import DEFAULT_MAX_FILE_BYTES, Requirements, find_requirements
-from .store import cellpipe_home
+from .requirements import Requirements, find_requirements
 
-BUILDERS = ("append", "engine", "kaniko")
-Progress = Callable[[str], None]
-
-
-class BuildError(Exception):
-    """A build that cannot be done as asked; the message says why and what to change."""
-
-
-@dataclass
-class BuildRequest:
-    pipeline: Pipeline
-    notebook_path: Path
-    notebook: dict[str, Any]
-    registry: str | None
-    builder: str = "append"
-    base: str | None = None  # overrides the notebook's base image
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    output_dir: Path | None = None  # kaniko: where the Job and its context are written
+__all__ = [
+    "BuildError",
+    "BuildRequest",
+    "BuildResult",
+    "Builder",
+    "BuilderClass",
+    "BuiltImage",
+    "Progress",
+    "build_image",
+    "builder_class",
+    "describe_difference",
+    "plans_for",
+]
 
 
 @dataclass
@@ -75,31 +76,32 @@ class BuildResult:
         }
 
 
-def run_pip(arguments: list[str], doing: str) -> None:
-    """pip, with this interpreter; a failure is a BuildError with pip's last lines and a hint."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", *arguments, "--quiet", "--disable-pip-version-check"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        tail = "\n".join(line for line in result.stderr.strip().splitlines()[-6:] if line.strip())
+def builder_class(name: str, builders: Mapping[str, str] | None = None) -> BuilderClass:
+    """The builder class called `name`: cellpipe's own, registered ones, then `builders`
+    (name -> import string), which may add names or replace any."""
+    known = {**builder_classes(), **(builders or {})}
+    if name not in known:
+        raise BuildError(f"unknown builder {name!r}: use one of {', '.join(known)}")
+    try:
+        found = load_class(known[name])
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise BuildError(f"the builder {name!r} ({known[name]}) cannot be loaded: {exc}") from None
+    if not _is_builder_class(found):
         raise BuildError(
-            f"{doing} the requirements failed:\n{tail}\n(check the names and versions; "
-            "`cellpipe requirements NOTEBOOK` shows where each came from)"
+            f"the builder {name!r} ({known[name]}) is not a builder class: one with a "
+            "`builds_here` bool (True: it pushes from here; False: it writes what builds "
+            "elsewhere) and a `build()` method (cellpipe.launcher.builders.BuilderClass)"
         )
+    chosen: BuilderClass = found
+    return chosen
 
 
-def host_platform() -> tuple[str, str]:
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-        machine, machine
+def _is_builder_class(found: object) -> bool:
+    return (
+        isinstance(found, type)
+        and isinstance(getattr(found, "builds_here", None), bool)
+        and callable(getattr(found, "build", None))
     )
-    return "linux", arch
-
-
-def build_cache() -> Path:
-    return cellpipe_home() / "build-cache"
 
 
 def plans_for(request: BuildRequest, requirements: Requirements) -> dict[str, ImagePlan]:
@@ -116,11 +118,26 @@ def plans_for(request: BuildRequest, requirements: Requirements) -> dict[str, Im
     return plans
 
 
-def build_image(request: BuildRequest, progress: Progress | None = None) -> list[BuildResult]:
-    """Build (or find already built) the image of every base the pipeline uses."""
+def build_image(
+    request: BuildRequest,
+    progress: Progress | None = None,
+    builders: Mapping[str, str] | None = None,
+) -> list[BuildResult]:
+    """Build (or find already built) the image of every base the pipeline uses.
+
+    Args:
+        request: what to build, and with which builder (by name).
+        progress: called with a line for people at each stage.
+        builders: builder names -> import strings, added to (or replacing) the registry's
+            (`c.CellPipe.builders`).
+
+    Raises:
+        BuildError: the build cannot be done as asked (an unknown builder, no registry, a
+            base that does not fit, pip failing, ...).
+        RegistryError: the registry refused or failed a request.
+    """
     say = progress or (lambda message: None)
-    if request.builder not in BUILDERS:
-        raise BuildError(f"unknown builder {request.builder!r}: use one of {', '.join(BUILDERS)}")
+    builder = builder_class(request.builder, builders)
     if not request.registry:
         raise BuildError(
             "no registry to push to: give --registry HOST/REPO, metadata.cellpipe.registry or "
@@ -139,7 +156,7 @@ def build_image(request: BuildRequest, progress: Progress | None = None) -> list
             for s in request.pipeline.steps
             if (s.base_image or request.base or request.pipeline.settings.base_image) == base
         ]
-        results.append(_build_one(request, plan, steps, say))
+        results.append(_build_one(request, builder, plan, steps, say))
     for result in results:
         result.warnings = list(requirements.warnings)
     if results:  # the first image's time includes finding the requirements they share
@@ -148,13 +165,14 @@ def build_image(request: BuildRequest, progress: Progress | None = None) -> list
 
 
 def _build_one(
-    request: BuildRequest, plan: ImagePlan, steps: list[str], say: Progress
+    request: BuildRequest, builder: BuilderClass, plan: ImagePlan, steps: list[str], say: Progress
 ) -> BuildResult:
     start = time.perf_counter()
-    base_ref = ImageRef.parse(plan.base)
-    plan.base_digest = _base_digest(base_ref) if request.builder != "kaniko" else ""
-    target = ImageRef.parse(plan.reference)
-    if request.builder != "kaniko":
+    base_ref = ImageRef.parse(plan.base)  # references that cannot be pushed fail here
+    ImageRef.parse(plan.reference)
+    if builder.builds_here:
+        plan.base_digest = _base_digest(base_ref)  # the tag then names the base's content
+        target = ImageRef.parse(plan.reference)
         existing = RegistryClient(target.registry).manifest_exists(target)
         if existing:
             say(f"{plan.reference} is already built")
@@ -168,32 +186,17 @@ def _build_one(
                 plan.base,
                 steps,
             )
-    if request.builder == "append":
-        from .build_append import AppendBuilder
-
-        digest, pushed = AppendBuilder(plan, build_cache(), say).build()
-        files: list[str] = []
-    elif request.builder == "engine":
-        from .build_engine import EngineBuilder
-
-        digest, pushed = EngineBuilder(plan, build_cache(), say).build()
-        files = []
-    else:
-        from .build_kaniko import write_kaniko_build
-
-        out = request.output_dir or (request.notebook_path.resolve().parent / "cellpipe-build")
-        files = [str(p) for p in write_kaniko_build(plan, out, request.pipeline)]
-        digest, pushed = None, 0
+    built = builder(plan, build_cache(), say, request).build()
     return BuildResult(
         plan.reference,
-        digest,
+        built.digest,
         time.perf_counter() - start,
-        pushed,
+        built.pushed_bytes,
         False,
         request.builder,
         plan.base,
         steps,
-        files=files,
+        files=list(built.files),
     )
 
 
@@ -212,8 +215,6 @@ def _base_digest(ref: ImageRef) -> str:
 
 def describe_difference(labels: dict[str, str], wanted_labels: dict[str, str]) -> str | None:
     """None when the image was built from this notebook's code; else what differs."""
-    from .images import LABEL_PREFIX
-
     built = labels.get(f"{LABEL_PREFIX}.notebook-hash")
     wanted = wanted_labels[f"{LABEL_PREFIX}.notebook-hash"]
     if built == wanted:

@@ -17,9 +17,9 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .build import BuildError, Progress, host_platform, run_pip
+from .builders import BuildError, BuildRequest, BuiltImage, Progress, host_platform, run_pip
 from .images import VENV, ImagePlan, Layer, write_layer
 from .registry import (
     OCI_CONFIG,
@@ -34,10 +34,23 @@ _PYTHON_BINARY = re.compile(r"^\.?/?(usr/local/bin|usr/bin|opt/[^/]+/bin)/python
 
 
 class AppendBuilder:
-    def __init__(self, plan: ImagePlan, cache: Path, progress: Progress) -> None:
+    """Adds the dependencies and code layers to the base through the registry API.
+
+    Needs nothing of the request: a plan alone can be built (`AppendBuilder(plan, cache, say)`).
+    """
+
+    builds_here: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        plan: ImagePlan,
+        cache: Path,
+        say: Progress,
+        request: BuildRequest | None = None,
+    ) -> None:
         self.plan = plan
         self.cache = cache
-        self.say = progress
+        self.say = say
         self.base = ImageRef.parse(plan.base)
         self.target = ImageRef.parse(plan.reference)
         self.base_client = RegistryClient(self.base.registry)
@@ -48,13 +61,14 @@ class AppendBuilder:
         )
         self.pushed = 0
 
-    def build(self) -> tuple[str, int]:
+    def build(self) -> BuiltImage:
         try:
-            return self._build()
+            digest = self._build()
         except RegistryError as exc:
             raise BuildError(str(exc)) from None
+        return BuiltImage(digest, self.pushed)
 
-    def _build(self) -> tuple[str, int]:
+    def _build(self) -> str:
         self.say(f"reading the base image {self.base}")
         manifest = self.base_client.manifest(self.base, host_platform())
         config = json.loads(
@@ -85,8 +99,7 @@ class AppendBuilder:
         }
         assert self.target.tag is not None
         self.say(f"pushing the manifest {self.target}")
-        digest = self.client.put_manifest(self.target.repository, self.target.tag, new_manifest)
-        return digest, self.pushed
+        return self.client.put_manifest(self.target.repository, self.target.tag, new_manifest)
 
     # -- fit ------------------------------------------------------------------------------
     def _check_fits(self, manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
@@ -242,3 +255,9 @@ def _pyvenv_cfg(python: dict[str, str]) -> str:
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+if TYPE_CHECKING:  # mypy checks the class against the protocol the registry holds it by
+    from .builders import BuilderClass
+
+    _checked: BuilderClass = AppendBuilder

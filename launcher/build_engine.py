@@ -15,9 +15,9 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .build import BuildError, Progress, host_platform, run_pip
+from .builders import BuildError, BuildRequest, BuiltImage, Progress, host_platform, run_pip
 from .images import FIXED_MTIME, VENV, ImagePlan
 from .registry import (
     OCI_CONFIG,
@@ -79,15 +79,28 @@ def download_wheels(plan: ImagePlan, cache: Path, say: Progress) -> Path:
 
 
 class EngineBuilder:
-    def __init__(self, plan: ImagePlan, cache: Path, progress: Progress) -> None:
+    """Builds with a Docker Engine API from a generated Dockerfile, pushes with cellpipe's client.
+
+    Needs nothing of the request: a plan alone can be built (`EngineBuilder(plan, cache, say)`).
+    """
+
+    builds_here: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        plan: ImagePlan,
+        cache: Path,
+        say: Progress,
+        request: BuildRequest | None = None,
+    ) -> None:
         self.plan = plan
         self.cache = cache
-        self.say = progress
+        self.say = say
         self.target = ImageRef.parse(plan.reference)
         self.base = ImageRef.parse(plan.base)
         self.pushed = 0
 
-    def build(self) -> tuple[str, int]:
+    def build(self) -> BuiltImage:
         import docker
         from docker.errors import APIError, DockerException
         from docker.errors import BuildError as DockerBuildError
@@ -123,10 +136,11 @@ class EngineBuilder:
             with open(archive, "wb") as handle:
                 for chunk in image.save(named=True):
                     handle.write(chunk)
-            return self._push(archive, Path(scratch))
+            digest = self._push(archive, Path(scratch))
+        return BuiltImage(digest, self.pushed)
 
     # -- push -----------------------------------------------------------------------------
-    def _push(self, archive: Path, scratch: Path) -> tuple[str, int]:
+    def _push(self, archive: Path, scratch: Path) -> str:
         client = RegistryClient(self.target.registry)
         base_layers = self._base_layers_by_diff_id()
         repository = self.target.repository
@@ -148,7 +162,7 @@ class EngineBuilder:
         }
         assert self.target.tag is not None
         self.say(f"pushing the manifest {self.target}")
-        return client.put_manifest(repository, self.target.tag, manifest), self.pushed
+        return client.put_manifest(repository, self.target.tag, manifest)
 
     def _base_layers_by_diff_id(self) -> dict[str, dict[str, Any]]:
         """The base's own (compressed) layers, by their uncompressed digests: reused as is."""
@@ -224,3 +238,9 @@ def _file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+if TYPE_CHECKING:  # mypy checks the class against the protocol the registry holds it by
+    from .builders import BuilderClass
+
+    _checked: BuilderClass = EngineBuilder

@@ -16,14 +16,14 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
 from cellpipe.converter.model import Pipeline
 from cellpipe.converter.slugs import safe_name
 
-from .build import BuildError
+from .builders import BuildError, BuildRequest, BuiltImage, Progress
 from .images import FIXED_MTIME, VENV, ImagePlan
 
 KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
@@ -155,3 +155,30 @@ def write_kaniko_build(plan: ImagePlan, out: Path, pipeline: Pipeline) -> list[P
         yaml.safe_dump_all([serialize(o) for o in kaniko_objects(plan, context)], sort_keys=False)
     )
     return [manifests, archive]
+
+
+class KanikoBuilder:
+    """Writes the Job that builds the image inside the cluster (and its context); pushes nothing.
+
+    The files go to the request's `output_dir`, or `cellpipe-build` beside the notebook.
+    """
+
+    builds_here: ClassVar[bool] = False
+
+    def __init__(self, plan: ImagePlan, cache: Path, say: Progress, request: BuildRequest) -> None:
+        self.plan = plan
+        self.say = say
+        self.request = request
+
+    def build(self) -> BuiltImage:
+        request = self.request
+        out = request.output_dir or (request.notebook_path.resolve().parent / "cellpipe-build")
+        self.say(f"writing the kaniko Job that builds {self.plan.reference} to {out}")
+        files = write_kaniko_build(self.plan, out, request.pipeline)
+        return BuiltImage(None, 0, [str(path) for path in files])
+
+
+if TYPE_CHECKING:  # mypy checks the class against the protocol the registry holds it by
+    from .builders import BuilderClass
+
+    _checked: BuilderClass = KanikoBuilder

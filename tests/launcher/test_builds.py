@@ -15,7 +15,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from cellpipe.launcher.build import host_platform
+from cellpipe.launcher.builders import host_platform
 from cellpipe.launcher.images import write_layer
 from cellpipe.launcher.registry import (
     OCI_CONFIG,

@@ -1,8 +1,7 @@
-"""Kubernetes plumbing the cluster engines share: safe names, the API client, clear errors.
+"""Kubernetes plumbing the cluster engines share: label values, the API client, clear errors,
+pod logs.
 
-Names follow kubespawner's slugs: a DNS-1123 label made from the text, with a hash of the
-whole text after it, so two texts that slug alike never collide and a long one is cut
-without losing what tells it apart.
+Object names come from cellpipe.converter.slugs.safe_name, the one safe-name function.
 
 The client is the official `kubernetes` client, configured the way Kubeflow users have it:
 an explicit kubeconfig (or $KUBECONFIG, or ~/.kube/config) with its context's credentials,
@@ -11,10 +10,10 @@ else the pod's own service account when running in the cluster.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,26 +25,6 @@ STEP_LABEL = "cellpipe.org/step"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # (connect, read) seconds for one API call: an unreachable cluster is said so quickly
 REQUEST_TIMEOUT = (10, 60)
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def is_dns_label(name: str) -> bool:
-    return len(name) <= 63 and bool(_DNS_LABEL.match(name))
-
-
-def safe_name(text: str, *, salt: str = "", limit: int = 63, hash_length: int = 8) -> str:
-    """A DNS-1123 label for `text`: its slug, then a hash of the text (and `salt`).
-
-    `safe_name("Train model!", salt=run_id)` -> `train-model-3f2a9c1e`. The result is at most
-    `limit` characters, starts with a letter (Kubernetes names of Services and Pods must), and
-    different (text, salt) pairs give different names.
-    """
-    digest = hashlib.sha256(f"{text}\0{salt}".encode()).hexdigest()[:hash_length]
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    if not slug or not slug[0].isalpha():
-        slug = f"x-{slug}".rstrip("-")
-    slug = slug[: limit - hash_length - 1].rstrip("-")
-    return f"{slug}-{digest}"
 
 
 def label_value(text: str) -> str:
@@ -221,3 +200,32 @@ def to_yaml(objects: list[Any]) -> str:
     import yaml
 
     return yaml.safe_dump_all([to_dict(o) for o in objects], sort_keys=False)
+
+
+def pod_log(
+    core: Any, pod: str, namespace: str, container: str | None, follow: bool
+) -> Iterator[str]:
+    """A pod's log, line by line (following it while the container runs, with `follow`),
+    through `core`, a `kubernetes.client.CoreV1Api`; ClusterError when it cannot be read."""
+    try:
+        response = core.read_namespaced_pod_log(
+            pod,
+            namespace,
+            container=container,
+            follow=follow,
+            _preload_content=False,
+            _request_timeout=None if follow else REQUEST_TIMEOUT,
+        )
+    except Exception as exc:
+        raise explain(exc, f"reading the log of pod {pod}") from None
+    try:
+        pending = b""
+        for chunk in response.stream(4096):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", errors="replace") + "\n"
+        if pending:
+            yield pending.decode("utf-8", errors="replace") + "\n"
+    finally:
+        response.release_conn()

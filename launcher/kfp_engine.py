@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
@@ -39,14 +39,27 @@ from cellpipe.converter import compile_yaml
 
 from .cluster import (
     Submission,
+    SubmitOptions,
     SubmitRequest,
     fail_submission,
     record_submission,
     set_status,
 )
-from .k8s import REQUEST_TIMEOUT, ClusterError, KubeSettings, connect, explain
+from .gpus import GpuAsk, asks_of
+from .k8s import (
+    REQUEST_TIMEOUT,
+    ClusterError,
+    KubeSettings,
+    connect,
+    explain,
+    kubeconfig_path,
+    pod_log,
+)
 from .store import RunRecord, RunStore, cellpipe_home, open_store
 from .vocabulary import FINISHED, KFP_ENGINE
+
+if TYPE_CHECKING:
+    from .config import CellPipe
 
 TOKEN_ENV = "CELLPIPE_KFP_TOKEN"
 COOKIE_ENV = "CELLPIPE_KFP_COOKIE"
@@ -57,6 +70,7 @@ IN_CLUSTER_HOST = "http://ml-pipeline.{namespace}.svc.cluster.local:8888"
 KUBE_PROXY_PATH = "api/v1/namespaces/{namespace}/services/ml-pipeline:http/proxy"
 KFP_SYSTEM_NAMESPACE = "kubeflow"
 DEFAULT_EXPERIMENT = "Default"
+GPU_RESOURCE = "nvidia.com/gpu"  # c.CellPipe.gpu_resource's default
 STEP_CONTAINER = "main"  # the container of a KFP v2 step pod that runs the step
 # KFP's run and task states, as the run vocabulary says them
 STATES = {
@@ -125,8 +139,6 @@ def api_client(settings: KfpSettings) -> tuple[Any, str, str | None]:
         from kubernetes import config
         from kubernetes.config.config_exception import ConfigException
 
-        from .k8s import kubeconfig_path
-
         path = kubeconfig_path(settings.kube)
         if path is None:
             raise ClusterError(
@@ -184,16 +196,60 @@ class KfpEngine:
     """Submits to Kubeflow Pipelines and follows, cancels and deletes its runs."""
 
     name = KFP_ENGINE
+    location: ClassVar[str] = "cluster"
 
     def __init__(
         self,
         settings: KfpSettings | None = None,
         store: RunStore | None = None,
         home: Path | None = None,
+        gpu_resource: str = GPU_RESOURCE,
     ) -> None:
         self.settings = settings or KfpSettings.from_environment()
         self.home = home or cellpipe_home()
         self.store = store or open_store(self.home)
+        self.gpu_resource = gpu_resource  # of steps whose GPU type names none
+
+    @classmethod
+    def for_submit(
+        cls,
+        name: str,
+        options: SubmitOptions,
+        config: CellPipe,
+        store: RunStore,
+        home: Path,
+    ) -> KfpEngine:
+        """The engine a submit uses: the options' address, namespace and experiment, else
+        the configuration's (c.CellPipe.kfp_host, namespace), else the environment's."""
+        settings = KfpSettings.from_environment(
+            host=options.host or config.kfp_host,
+            token=config.kfp_token,
+            namespace=options.namespace or config.namespace,
+            experiment=options.experiment,
+            ui_url=options.ui_url,
+            kube=options.kube,
+        )
+        return cls(settings, store, home, gpu_resource=config.gpu_resource)
+
+    @classmethod
+    def for_tracking(
+        cls,
+        name: str,
+        config: CellPipe,
+        kube: KubeSettings,
+        store: RunStore,
+        home: Path,
+    ) -> KfpEngine:
+        """The engine that follows a run: the configured address (a run's own address,
+        kept with it, is used when none is configured) and the Kubernetes API for logs."""
+        settings = KfpSettings.from_environment(
+            host=config.kfp_host, token=config.kfp_token, kube=kube
+        )
+        return cls(settings, store, home)
+
+    def gpu_asks(self, request: SubmitRequest) -> list[GpuAsk]:
+        """The GPUs each step asks for (each step is a pod of its own)."""
+        return asks_of(request.pipeline, self.gpu_resource)
 
     # -- submit ---------------------------------------------------------------------------
     def plan(self, request: SubmitRequest) -> Submission:
@@ -507,37 +563,9 @@ class KfpEngine:
             if len(wanted) > 1:
                 yield f"==> {task} ({pod}) <==\n"
             try:
-                yield from _pod_log(core, pod, namespace, STEP_CONTAINER, follow)
+                yield from pod_log(core, pod, namespace, STEP_CONTAINER, follow)
             except ClusterError as exc:
                 yield f"cannot read the log of pod {pod}: {exc}{where}\n"
-
-
-def _pod_log(
-    core: Any, pod: str, namespace: str, container: str | None, follow: bool
-) -> Iterator[str]:
-    """A pod's log, line by line (following it while the container runs, with `follow`)."""
-    try:
-        response = core.read_namespaced_pod_log(
-            pod,
-            namespace,
-            container=container,
-            follow=follow,
-            _preload_content=False,
-            _request_timeout=None if follow else REQUEST_TIMEOUT,
-        )
-    except Exception as exc:
-        raise explain(exc, f"reading the log of pod {pod}") from None
-    try:
-        pending = b""
-        for chunk in response.stream(4096):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.decode("utf-8", errors="replace") + "\n"
-        if pending:
-            yield pending.decode("utf-8", errors="replace") + "\n"
-    finally:
-        response.release_conn()
 
 
 __all__ = ["KfpEngine", "KfpSettings", "api_client", "content_hash", "run_link"]

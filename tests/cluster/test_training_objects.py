@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from cellpipe.converter import CompileOptions, load_pipeline
+from cellpipe.converter.settings import slug
+from cellpipe.converter.slugs import is_dns_label, safe_name
 from cellpipe.launcher.cluster import SubmitRequest
 from cellpipe.launcher.gpus import GpuType, apply_gpu_choices
-from cellpipe.launcher.k8s import is_dns_label, safe_name, to_dict
-from cellpipe.launcher.training import (
-    KINDS,
+from cellpipe.launcher.k8s import to_dict
+from cellpipe.launcher.training_objects import KINDS
+from cellpipe.launcher.training_plan import (
     TrainingError,
     TrainingOptions,
     plan_training,
@@ -74,6 +76,28 @@ def test_safe_names_are_dns_labels_with_a_hash_and_never_collide() -> None:
         assert is_dns_label(name) and name[0].isalpha(), name
     assert safe_name("Train Model!", salt="run").startswith("train-model-")
     assert safe_name("Train Model!", salt="run") != safe_name("Train Model!", salt="other")
+
+
+def test_one_safe_name_function_keeps_every_name_it_replaced() -> None:
+    # the training objects' names: a hash of the text and the run
+    assert safe_name("Train Model!", salt="run") == "train-model-390dc46b"
+    assert safe_name("9 lives", salt="run") == "x-9-lives-287df921"
+    assert safe_name("", salt="run") == "x-b9d3cce0"
+    assert (
+        safe_name("Train Model" * 10, salt="20250101-120000-abcdef12:pytorchjob", limit=52)
+        == "train-modeltrain-modeltrain-modeltrain-mode-23fbb904"
+    )
+    # kaniko's build names: the image tag after the slug
+    assert safe_name("cellpipe-build-iris-demo", suffix="0123456789") == (
+        "cellpipe-build-iris-demo-0123456789"
+    )
+    long = safe_name("cellpipe-build-" + "a" * 80, suffix="0123456789")
+    assert long == "cellpipe-build-" + "a" * 37 + "-0123456789" and is_dns_label(long)
+    # pipeline and task names (pinned by the golden files): the slug alone
+    assert slug("Train Model!") == "train-model"
+    assert slug("2024 Report") == "2024-report"  # a digit may lead a pipeline's name
+    assert slug("!!!") == "pipeline"
+    assert slug("x" * 80, limit=50) == "x" * 50
 
 
 def test_the_trained_step_and_the_steps_it_needs(pipeline: Any) -> None:

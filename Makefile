@@ -53,9 +53,9 @@ $(CHP):
 chp: $(CHP)
 
 lint: $(STAMP) $(NODE_STAMP)
-	$(BIN)/ruff check converter runtime launcher extension server_ext spawner tests benchmarks
-	$(BIN)/ruff format --check converter runtime launcher extension server_ext spawner tests benchmarks
-	$(BIN)/mypy
+	$(BIN)/ruff check converter runtime launcher extension server_ext spawner tests benchmarks tools
+	$(BIN)/ruff format --check converter runtime launcher extension server_ext spawner tests benchmarks tools
+	$(BIN)/python tools/mypy_cellpipe.py
 	$(NPM) run --silent lint:check
 
 test: lint labextension $(CHP)

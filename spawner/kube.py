@@ -121,6 +121,7 @@ class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
 
         types = self.configured_gpu_types()
         inventory = None
+        note: str | None = None
         if self.read_cluster_gpus:
             try:
                 nodes, pods = await self.cluster_objects()
@@ -132,8 +133,6 @@ class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
                     nodes, pods, types, self.resource_name, self.label_name
                 )
                 note = inventory.message
-        else:
-            note = None
         if inventory is None:
             inventory = from_configuration(types, self.resource_name, self.label_name)
         offers = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .model import Parameter
@@ -68,3 +68,39 @@ def parameter_values(
             raise ParameterError(f"-p {name}: no such parameter; the parameters are {known}")
         values[name] = typed_value(parameters[name], text)
     return values
+
+
+def given_values(parameters: dict[str, Parameter], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults, overridden by `{name: value}` from JSON (a REST body, a widget's fields).
+
+    Text is read as `-p NAME=TEXT` reads it; any other value must already be of the
+    parameter's type (an int is a float too; a str parameter takes any value as its JSON text).
+    """
+    values = {name: p.default for name, p in parameters.items()}
+    for name, value in given.items():
+        if name not in parameters:
+            known = ", ".join(parameters) or "none (the notebook has no parameters cell)"
+            raise ParameterError(f"{name!r}: no such parameter; the parameters are {known}")
+        values[name] = _json_value(parameters[name], value)
+    return values
+
+
+def _json_value(parameter: Parameter, value: Any) -> Any:
+    if isinstance(value, str):
+        return typed_value(parameter, value)
+    kind = parameter.type
+    if kind == "str":
+        return json.dumps(value)
+    fits = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "list": isinstance(value, list),
+        "dict": isinstance(value, dict),
+    }.get(kind, False)
+    if not fits:
+        raise ParameterError(
+            f"parameter {parameter.name!r} is {_article(kind)} (its default is "
+            f"{json.dumps(parameter.default)}); {json.dumps(value)} is not one"
+        )
+    return float(value) if kind == "float" else value

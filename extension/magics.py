@@ -6,8 +6,8 @@
   UsageError and the cell does not run. It is an input transformer, so the cell runs exactly as
   it would without the line (its errors, its last value, its line numbers); the cell magic of
   the same name is there for `%%step?` and for explicit `run_cell_magic` calls.
-- `%cellpipe COMMAND ...` is the `cellpipe` command, with its own parser (every subcommand,
-  including ones added later) and command functions, acting on the notebook this kernel runs
+- `%cellpipe COMMAND ...` is the `cellpipe` command: the same grammar and commands
+  (cellpipe.commands, over the launcher), acting on the notebook this kernel runs
   (`--notebook PATH` otherwise). It says which file, and when it was saved, before acting.
   Without `--format`, results come back as rich objects (cellpipe.views): the pipeline with its
   DAG, a run's steps and metrics, GPUs; the object is also the magic's value
@@ -19,18 +19,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
-import json
 import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
+from cellpipe.commands import Outcome, execute
+from cellpipe.commands.arguments import build_parser
 from cellpipe.converter.tags import (
     STEP_LINE_USAGE,
     StepLineError,
@@ -40,14 +40,6 @@ from cellpipe.converter.tags import (
 )
 from cellpipe.launcher.errors import UserError
 
-# Where the CLI's command functions live: `NAME_command(args, out, err) -> int` in one of them.
-COMMAND_MODULES = (
-    "cellpipe.cli",
-    "cellpipe.run_command",
-    "cellpipe.build_command",
-    "cellpipe.submit_command",
-    "cellpipe.runs_command",
-)
 # Commands whose JSON has a rich view (cellpipe.views); the others print what the CLI prints.
 RICH_COMMANDS = frozenset({"compile", "run", "submit", "runs", "status", "cancel", "gpus"})
 
@@ -158,89 +150,26 @@ class FormCommand:
     parameters: tuple[str, ...]
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("the cellpipe parser has no subcommands")
+class MagicArgumentParser(argparse.ArgumentParser):
+    """Errors become UsageError (one clear line, and the cell stops); help ends the magic."""
 
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
 
-def _notebook_action(parser: argparse.ArgumentParser) -> argparse.Action | None:
-    for action in parser._actions:
-        if action.dest == "notebook" and not action.option_strings:
-            return action
-    return None
-
-
-def _never_exit(parser: argparse.ArgumentParser) -> None:
-    """Errors become UsageError (one clear line, and the cell stops), help ends the magic."""
-
-    def error(message: str) -> None:
-        raise UsageError(f"{parser.prog}: {message}\n{parser.format_usage().strip()}")
-
-    def exit_(status: int = 0, message: str | None = None) -> None:
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
             print(message, file=sys.stderr)
         raise _Done()
 
-    setattr(parser, "error", error)  # noqa: B010 (instance attributes replace the methods)
-    setattr(parser, "exit", exit_)  # noqa: B010
-
 
 def magic_parser() -> argparse.ArgumentParser:
-    """The CLI's parser (build_parser), adjusted for the magic.
-
-    Every subcommand that takes NOTEBOOK takes it optionally, and `--notebook PATH` too; the
-    default is the notebook this kernel runs. `load` is added; `submit` lists `--form`
-    (a line with `--form` is read by form_parser).
-    """
-    from cellpipe.cli import build_parser
-
-    parser: argparse.ArgumentParser = build_parser()
-    parser.prog = "%cellpipe"
-    commands = _subcommands(parser)
-    for name, sub in commands.choices.items():
-        sub.prog = f"%cellpipe {name}"
-        notebook = _notebook_action(sub)
-        if notebook is not None:
-            notebook.nargs = "?"
-            notebook.required = False
-            notebook.default = None
-            notebook.help = "the .ipynb file (default: the notebook this kernel runs)"
-            if "--notebook" not in sub._option_string_actions:
-                sub.add_argument(
-                    "--notebook",
-                    dest="notebook_option",
-                    metavar="PATH",
-                    help="the .ipynb file (default: the notebook this kernel runs)",
-                )
-    submit = commands.choices.get("submit")
-    if submit is not None and "--form" not in submit._option_string_actions:
-        submit.add_argument(
-            "--form",
-            action="store_true",
-            help="show a form (engine, parameters, GPUs per step, workers) to submit from, "
-            "and follow the run with a progress bar per step",
-        )
-    load = commands.add_parser(
-        "load",
-        help="bring a value (or metric) a run kept into this kernel",
-        description="Bind NAME, as step S of run RUN handed it on (default: the last step "
-        "that hands it on), or the run's metric NAME, in this kernel's namespace.",
-    )
-    load.prog = "%cellpipe load"
-    load.add_argument("run", metavar="RUN", help="the run's id (or the start of it)")
-    load.add_argument("name", metavar="NAME", help="a variable a step handed on, or a metric")
-    load.add_argument("--step", metavar="S", help="the step's name or task name")
-    load.add_argument("--as", dest="target", metavar="VAR", help="bind it to VAR (default NAME)")
-    _never_exit(parser)
-    for sub in commands.choices.values():
-        _never_exit(sub)
-    return parser
+    """The command grammar's `%cellpipe` variant: NOTEBOOK optional (the kernel's notebook by
+    default) or `--notebook PATH`, `submit --form`, and `load`."""
+    return build_parser(for_magic=True, prog="%cellpipe", parser_class=MagicArgumentParser)
 
 
 def form_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = MagicArgumentParser(
         prog="%cellpipe submit --form",
         description="Show a form to choose the engine, parameters and GPUs, then submit and "
         "follow the run with a progress bar per step.",
@@ -252,7 +181,6 @@ def form_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", metavar="ENGINE")
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("-h", "--help", action="help")
-    _never_exit(parser)
     return parser
 
 
@@ -299,30 +227,6 @@ def _one_notebook(positional: str | None, option: str | None) -> str | None:
     if positional and option and positional != option:
         raise UsageError(f"name the notebook once: {positional} or --notebook {option}")
     return positional or option
-
-
-def command_function(command: str) -> Any:
-    """The CLI's function for `command` (`NAME_command(args, out, err)`), wherever it lives."""
-    function_name = f"{command.replace('-', '_')}_command"
-    for module_name in (*COMMAND_MODULES, f"cellpipe.{function_name}"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        function = getattr(module, function_name, None)
-        if callable(function):
-            return function
-    raise UsageError(f"%cellpipe {command}: not available from the magic; use `cellpipe {command}`")
-
-
-def cluster_engines() -> tuple[str, ...]:
-    """The engines `cellpipe submit --engine` accepts (none when this cellpipe has no submit)."""
-    commands = _subcommands(magic_parser())
-    submit = commands.choices.get("submit")
-    if submit is None:
-        return ()
-    engine = submit._option_string_actions.get("--engine")
-    return tuple(engine.choices or ()) if engine is not None else ()
 
 
 # --- the magics ---------------------------------------------------------------------------------
@@ -382,32 +286,27 @@ class CellPipeMagics(Magics):
         args = command.args
         if command.takes_notebook:
             args.notebook = str(self._notebook(command.notebook).path)
-        function = command_function(command.command)
+        # rich: the command's result is shown as a view, not printed (its JSON goes nowhere)
         out: Any = io.StringIO() if command.rich else sys.stdout
         # compile's JSON holds its warnings and errors, which the view shows: not twice
         err: Any = io.StringIO() if command.rich and command.command == "compile" else sys.stderr
         extra = {"display": self._live_display} if command.command == "run" else {}
         try:
-            status = int(function(args, out, err, **extra))
+            outcome: Outcome = execute(args, out, err, **extra)
         except UserError as exc:
             raise UsageError(f"cellpipe {command.command}: {exc}") from None
         if not command.rich:
-            if status != 0:
-                raise UsageError(f"cellpipe {command.command} ended with status {status}")
+            if outcome.status != 0:
+                raise UsageError(f"cellpipe {command.command} ended with status {outcome.status}")
             return None
-        text = out.getvalue()
-        try:
-            data = json.loads(text) if text.strip() else None
-        except ValueError:
-            print(text, end="")
-            data = None
+        data = outcome.data
         if data is None and isinstance(err, io.StringIO):
             sys.stderr.write(err.getvalue())
         view = view_for(command.command, data) if data is not None else None
-        if status != 0:
+        if outcome.status != 0:
             if view is not None:
                 self._display(view)
-            raise UsageError(_failure(command.command, status, data))
+            raise UsageError(_failure(command.command, outcome.status, data))
         return view
 
     def _display(self, value: Any) -> None:
@@ -424,15 +323,15 @@ class CellPipeMagics(Magics):
             from cellpipe.views import LiveRun
 
             return LiveRun(step_names, display)
-        from cellpipe.progress import PlainProgress
+        from cellpipe.commands.progress import PlainProgress
 
         return PlainProgress(sys.stdout)
 
     def _load(self, command: LoadCommand) -> None:
         from cellpipe.launcher.results import ResultError, locate
-        from cellpipe.launcher.store import RunStore, cellpipe_home
+        from cellpipe.launcher.store import open_store
 
-        store = RunStore(cellpipe_home() / "runs.sqlite")
+        store = open_store()
         try:
             located = locate(store, command.run_id, command.name, command.step)
             value = located.load()

@@ -5,19 +5,17 @@ each), GPU type and count per step (the configured `gpu_types`, with the cluster
 when its inventory can be read), workers (training engines), and a Submit button. Submitting
 runs in a background thread and follows the run with a progress bar per step:
 
-- the engines of `c.CellPipe.engines` (`local`, `kfp-local`) through the engine interface,
-  `engine.run(RunRequest, listener)`, the listener updating the bars as steps start and end;
-- the cluster engines through the CLI's own `submit` and then `status` command functions,
-  polled until the run ends.
+- the engines that run here (`local`, `kfp-local`) through the launcher's BackgroundRunner,
+  which hands each step's events to the bars as steps start and end;
+- the cluster engines through the launcher's submit (cellpipe.launcher.submitting), also on
+  the BackgroundRunner, then followed through the launcher's Runs until the run ends.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -26,11 +24,19 @@ from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
+from cellpipe.launcher.background import BackgroundRunner
+from cellpipe.launcher.cluster import SubmitOptions
+from cellpipe.launcher.config import CellPipe, load_config
 from cellpipe.launcher.errors import UserError
+from cellpipe.launcher.gpus import apply_gpu_choices, cluster_inventory, configured_types
+from cellpipe.launcher.notebooks import Prepared, prepare_file
+from cellpipe.launcher.store import RunRecord
+from cellpipe.launcher.submitting import SubmitChoices, plan_submit
+from cellpipe.launcher.tracking import Runs
+from cellpipe.launcher.vocabulary import FINISHED, RunStatus
+from cellpipe.notebook_finder import NotebookNotFound, find_notebook
 
 log = logging.getLogger(__name__)
-FINISHED = ("Succeeded", "Failed", "Cancelled")
-TRAINING_ENGINES = ("pytorchjob", "tfjob", "xgboostjob", "mpijob", "trainjob")
 _BAR_STYLES = {
     "Pending": "",
     "Running": "info",
@@ -137,16 +143,6 @@ class SubmitValues:
         ]
 
 
-def _load_config() -> Any:
-    try:
-        from cellpipe.submit_command import load_config
-    except ImportError:
-        from cellpipe.launcher.config import CellPipe
-
-        return CellPipe()
-    return load_config()
-
-
 def _parameter_widget(name: str, kind: str, value: Any) -> widgets.Widget:
     layout = widgets.Layout(width="60%")
     style = {"description_width": "30%"}
@@ -160,17 +156,6 @@ def _parameter_widget(name: str, kind: str, value: Any) -> widgets.Widget:
     return widgets.Text(value=text, description=name, layout=layout, style=style)
 
 
-def _as_text(value: Any) -> str:
-    """A typed value as `-p NAME=VALUE` text (converter.params.typed_value reads it back)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return repr(value)
-
-
 class SubmitForm(widgets.VBox):  # type: ignore[misc]
     """Choose engine, parameters, GPUs and workers for the notebook's pipeline; submit; follow.
 
@@ -178,7 +163,8 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
         notebook: the .ipynb file (default: the notebook this kernel runs).
         engine: the engine chosen at first (default: c.CellPipe.default_engine).
         parameters: `NAME=VALUE` texts that set the fields at first (as `-p`).
-        config: a cellpipe.config.CellPipe (default: c.CellPipe from the Jupyter config files).
+        config: a cellpipe.launcher.config.CellPipe (default: c.CellPipe from the Jupyter
+            config files).
         home: cellpipe's home for local runs (default: $CELLPIPE_HOME).
         inventory: a launcher.gpus.Inventory to offer GPU types from (default: the configured
             types, with the cluster's counts fetched in the background where a Kubernetes
@@ -194,37 +180,32 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
         *,
         engine: str | None = None,
         parameters: Sequence[str] = (),
-        config: Any = None,
+        config: CellPipe | None = None,
         home: Path | None = None,
         inventory: Any = None,
         shell: Any = None,
     ) -> None:
-        from cellpipe.converter.params import ParameterError, parameter_values
-        from cellpipe.launcher.gpus import configured_types
-        from cellpipe.magics import cluster_engines
-        from cellpipe.notebook_finder import NotebookNotFound, find_notebook
-
         namespace = getattr(shell, "user_ns", None)
         try:
             self.notebook = find_notebook(notebook, namespace=namespace)
         except NotebookNotFound as exc:
             raise UserError(str(exc)) from None
-        self.config = config if config is not None else _load_config()
+        self.config = config if config is not None else load_config()
         self.home = home
+        self.runner: BackgroundRunner | None = None  # made at the first submit
         self.types = configured_types(self.config.gpu_types, self.config.gpu_resource)
-        self.request: Any = None  # the RunRequest a local engine received
         self.record: Any = None  # the run's record (local) or JSON (cluster), once it ends
         self.run_id: str | None = None
         self.error: str | None = None
         self.progress: RunProgress | None = None
         self._thread: threading.Thread | None = None
-        pipeline = self._pipeline()
-        try:
-            preset = parameter_values(pipeline.parameters, parameters)
-        except ParameterError as exc:
-            raise UserError(str(exc)) from None
-        self.local_engines = list(self.config.engines)
-        self.cluster_engines = [e for e in cluster_engines() if e not in self.local_engines]
+        prepared = self._prepared()
+        pipeline = prepared.pipeline
+        preset = prepared.text_parameters(list(parameters))
+        vocabulary = self.config.vocabulary()
+        self.local_engines = list(vocabulary["local_engines"])
+        self.cluster_engines = list(vocabulary["cluster_engines"])
+        self.training_engines = set(vocabulary["training_engines"])
         engines = self.local_engines + self.cluster_engines
         chosen = engine or self.config.default_engine
         if chosen not in engines:
@@ -285,16 +266,9 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
             self._fetch_inventory_in_background()
 
     # -- what the form shows ---------------------------------------------------------------------
-    def _pipeline(self) -> Any:
-        from cellpipe.converter import NotebookError, build_pipeline, read_notebook
-
-        path = self.notebook.path
-        try:
-            raw = read_notebook(path)
-        except NotebookError as exc:
-            raise UserError(f"{path}: {exc}") from None
-        options = self.config.compile_options(raw.get("metadata") or {}, local_only=True)
-        return build_pipeline(raw, str(path), options)
+    def _prepared(self) -> Prepared:
+        """The notebook as saved now, compiled in the one precedence of settings."""
+        return prepare_file(self.notebook.path, self.config, local_only=True)
 
     def _header(self, pipeline: Any) -> str:
         return (
@@ -334,8 +308,6 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
             return
 
         def fetch() -> None:
-            from cellpipe.launcher.gpus import cluster_inventory
-
             try:
                 inventory = cluster_inventory(
                     settings, self.types, self.config.gpu_resource, self.config.gpu_label
@@ -351,7 +323,7 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
 
     def _engine_changed(self) -> None:
         engine = self.engine.value
-        self.workers.disabled = engine not in TRAINING_ENGINES
+        self.workers.disabled = engine not in self.training_engines
         self.use_cache.disabled = engine not in self.local_engines
         self.cancel_button.disabled = True
 
@@ -395,7 +367,7 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
             return
         self.error = None
         self.message.value = ""
-        self.record = self.request = self.run_id = None
+        self.record = self.run_id = None
         self.submit_button.disabled = True
         self._thread = threading.Thread(
             target=self._work, args=(values,), name="cellpipe-form-run", daemon=True
@@ -410,11 +382,12 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
 
     def cancel(self) -> None:
         """Stop the run (the Cancel button's action)."""
-        request = self.request
-        if request is not None and request.cancel is not None:
-            request.cancel.set()
-        elif self.run_id is not None:
-            self._cli("cancel", [self.run_id, "--format", "json"])
+        if self.runner is not None and self.run_id is not None:
+            if self.runner.is_active(self.run_id):
+                self.runner.cancel(self.run_id)
+            else:
+                runs = self._runs()
+                runs.cancel(runs.find(self.run_id))
         self.cancel_button.disabled = True
 
     def _work(self, values: SubmitValues) -> None:
@@ -429,87 +402,82 @@ class SubmitForm(widgets.VBox):  # type: ignore[misc]
             self.submit_button.disabled = False
             self.cancel_button.disabled = True
 
-    def _refresh_notebook(self) -> Any:
-        from cellpipe.notebook_finder import find_notebook
-
+    def _refreshed(self, values: SubmitValues) -> Prepared:
+        """The notebook as saved now (it may have changed since the form was shown), with the
+        form's GPU choices."""
         self.notebook = find_notebook(self.notebook.path)
-        pipeline = self._pipeline()  # the notebook as saved now
-        self.header.value = self._header(pipeline)
-        if pipeline.errors:
-            raise UserError(
-                "; ".join(e.for_people(str(self.notebook.path)) for e in pipeline.errors)
-            )
-        return pipeline
+        prepared = self._prepared()
+        self.header.value = self._header(prepared.pipeline)
+        prepared.raise_for_errors()
+        apply_gpu_choices(
+            prepared.pipeline, values.gpu_overrides(), self.types, self.config.gpu_resource
+        )
+        return prepared
+
+    def _runner(self) -> BackgroundRunner:
+        if self.runner is None:
+            self.runner = BackgroundRunner(self.config, self.home, log=log)
+        return self.runner
+
+    def _runs(self) -> Runs:
+        runner = self._runner()
+        return Runs(self.config, home=runner.home, store=runner.store)
+
+    def _follow(self, progress: RunProgress, run_id: str) -> RunRecord:
+        """Wait for the run to end, showing each change; its record."""
+        runner = self._runner()
+        while True:
+            record = runner.get(run_id)
+            if record is None:
+                raise UserError(f"run {run_id} is no longer recorded")
+            if not runner.is_active(run_id):
+                record, _ = self._runs().refresh(record)
+            progress.show_run(record.to_json())
+            if record.status in FINISHED and not runner.is_active(run_id):
+                return record
+            runner.wait(run_id, self.poll_seconds)
 
     def _run_here(self, values: SubmitValues) -> None:
-        from cellpipe.launcher import RunRequest, RunStore, cellpipe_home
-        from cellpipe.launcher.gpus import apply_gpu_choices
-        from cellpipe.launcher.store import new_run_id
-
-        pipeline = self._refresh_notebook()
-        apply_gpu_choices(pipeline, values.gpu_overrides(), self.types, self.config.gpu_resource)
-        request = RunRequest(
-            pipeline,
-            self.notebook.path,
-            values.parameters,
-            use_cache=values.use_cache,
-            run_id=new_run_id(),
-            cancel=threading.Event(),
-        )
-        self.request, self.run_id = request, request.run_id
-        home = self.home or cellpipe_home()
-        engine_class = self.config.engine_class(values.engine)
-        engine = engine_class(store=RunStore(home / "runs.sqlite"), home=home)
-        progress = RunProgress(
-            [s.name for s in pipeline.steps], f"run {request.run_id}: Running ({values.engine})"
-        )
+        prepared = self._refreshed(values)
+        runner = self._runner()
+        progress = RunProgress([s.name for s in prepared.pipeline.steps])
         self.progress = progress
         self.progress_box.children = (progress,)
-        self.cancel_button.disabled = not getattr(engine_class, "cancellable", False)
-        record = engine.run(request, progress)
-        progress.show_run(record.to_json())
+        placeholder = runner.submit(
+            prepared,
+            values.engine,
+            values.parameters,
+            use_cache=values.use_cache,
+            listener=progress,
+        )
+        self.run_id = placeholder.run_id
+        progress.title.value = escape(f"run {self.run_id}: Running ({values.engine})")
+        self.cancel_button.disabled = not runner.cancellable(self.run_id)
+        record = self._follow(progress, self.run_id)
         self.record = record
-        if record.status != "Succeeded":
-            failed = [s for s in record.steps.values() if s.status == "Failed"]
+        if record.status != RunStatus.SUCCEEDED:
+            failed = [s for s in record.steps.values() if s.status == RunStatus.FAILED]
             details = failed[0].details or failed[0].error if failed else record.error
             self._say_error(f"run {record.run_id} {record.status}: {details}")
 
-    def _cli(self, command: str, argv: list[str]) -> dict[str, Any]:
-        """A CLI command function, run here: its JSON, or UserError with what it said."""
-        from cellpipe.magics import command_function, magic_parser
-
-        args = magic_parser().parse_args([command, *argv])
-        out, err = io.StringIO(), io.StringIO()
-        status = int(command_function(command)(args, out, err))
-        try:
-            data: dict[str, Any] = json.loads(out.getvalue() or "{}")
-        except ValueError:
-            data = {}
-        if status != 0 and not data.get("run_id"):
-            raise UserError(err.getvalue().strip() or f"cellpipe {command} failed ({status})")
-        return data
-
     def _submit_to_cluster(self, values: SubmitValues) -> None:
-        pipeline = self._refresh_notebook()
-        argv = [str(self.notebook.path), "--engine", values.engine, "--format", "json"]
-        for name, value in values.parameters.items():
-            argv += ["-p", f"{name}={_as_text(value)}"]
-        for override in values.gpu_overrides():
-            argv += ["--gpu", override]
-        if values.engine in TRAINING_ENGINES:
-            argv += ["--workers", str(values.workers)]
-        submitted = self._cli("submit", argv)
-        self.run_id = str(submitted["run_id"])
+        prepared = self._refreshed(values)
+        runner = self._runner()
+        options = SubmitOptions(values.engine, namespace=self.config.namespace)
+        if values.engine in self.training_engines:
+            options.workers = values.workers
+        choices = SubmitChoices(options, parameters=values.parameters)
+        submit = plan_submit(prepared, choices, self.config, runner.store, runner.home)
+        placeholder = runner.submit_cluster(submit)
+        self.run_id = placeholder.run_id
         progress = RunProgress(
-            [s.name for s in pipeline.steps], f"run {self.run_id}: submitted ({values.engine})"
+            [s.name for s in prepared.pipeline.steps],
+            f"run {self.run_id}: submitted ({values.engine})",
         )
         self.progress = progress
         self.progress_box.children = (progress,)
         self.cancel_button.disabled = False
-        run = submitted
-        while run.get("status") not in FINISHED:
-            time.sleep(self.poll_seconds)
-            run = self._cli("status", [self.run_id, "--format", "json"])
-            progress.show_run(run)
-        progress.show_run(run)
-        self.record = run
+        record = self._follow(progress, self.run_id)
+        self.record = record.to_json()
+        if record.status == RunStatus.FAILED and record.error:
+            self._say_error(f"run {record.run_id} Failed: {record.error}")

@@ -1,4 +1,5 @@
-"""`c.CellPipe.*`: the configuration every front door reads (server extension; CLI later).
+"""`c.CellPipe.*`: the configuration every front door reads (CLI, server, magics, widgets),
+loaded in one place (`load_config`).
 
 Set it in any Jupyter config file, e.g. `jupyter_server_config.py`:
 
@@ -12,8 +13,7 @@ Precedence, everywhere: an explicit option (CLI flag, UI dialog) > the notebook'
 `metadata.cellpipe` > this configuration > defaults. Traits tagged `secret=True` are never
 shown to a client (the server's GET /config leaves them out).
 
-Imports only traitlets: `import cellpipe` runs in every step image, and this module may be
-imported by the CLI at start.
+Imports only traitlets and cellpipe's vocabulary: the CLI imports it at start.
 """
 
 from __future__ import annotations
@@ -25,25 +25,27 @@ from typing import TYPE_CHECKING, Any
 
 from traitlets import Dict, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
-from traitlets.utils.importstring import import_item
+
+from .errors import UserError
+from .plugins import builder_classes, engine_classes, load_class
+from .vocabulary import (
+    CLUSTER_ENGINES,
+    DEFAULT_BUILDER,
+    FINISHED,
+    KANIKO_BUILDER,
+    KFP_ENGINE,
+    LOCAL_ENGINES,
+    STATUSES,
+    TRAINING_ENGINES,
+)
 
 if TYPE_CHECKING:
     from cellpipe.converter import CompileOptions
 
-ENGINES = {
-    "local": "cellpipe.launcher.local_engine.LocalEngine",
-    "kfp-local": "cellpipe.launcher.kfp_local.KfpLocalEngine",
-}
-# The cluster engines (`cellpipe submit --engine`), known by name: each is submitted through
-# its own launcher class, not through the `engines` interface (see CellPipe.offered_engines).
-CLUSTER_ENGINES = {
-    "kfp": "cellpipe.launcher.kfp_engine.KfpEngine",
-    **{
-        name: "cellpipe.launcher.training.TrainingEngine"
-        for name in ("pytorchjob", "tfjob", "xgboostjob", "mpijob", "trainjob")
-    },
-}
-BUILDERS = ("engine", "append", "kaniko")
+# Every engine and builder known by name (cellpipe's own and registered entry points).
+ENGINES = engine_classes()
+BUILDER_CLASSES = builder_classes()
+CONFIG_FILES = ("jupyter_server_config", "jupyter_cellpipe_config")
 GPU_TYPE_KEYS = {"name": str, "display_name": str, "resource": str}
 
 
@@ -93,18 +95,31 @@ class CellPipe(Configurable):
         key_trait=Unicode(),
         value_trait=Unicode(),
         default_value=dict(ENGINES),
-        help="""Engine name -> the class that runs it, as an import string. A class takes
-        `store` and `home` keyword arguments and has `run(request, listener) -> RunRecord`
-        (cellpipe.launcher.LocalEngine is the model); set `cancellable = True` on it if it
-        honours `RunRequest.cancel`. Replace an entry to swap an engine (tests swap in
-        doubles this way). The cluster engines (`kfp`, `pytorchjob`, `tfjob`, `xgboostjob`,
-        `mpijob`, `trainjob`) are not listed here: the server offers them besides these when
-        the cluster is configured (kfp: kfp_host, $KF_PIPELINES_ENDPOINT or Kubernetes;
-        training engines: a kubeconfig, or running in a pod).""",
+        help="""Engine name -> the class that runs it, as an import string: cellpipe's own
+        (`local`, `kfp-local`; the cluster engines `kfp`, `pytorchjob`, `tfjob`,
+        `xgboostjob`, `mpijob`, `trainjob`) and those other packages register under the
+        `cellpipe.engines` entry point group. An engine that runs here takes `store` and
+        `home` keyword arguments and has `run(request, listener) -> RunRecord`
+        (cellpipe.launcher.LocalEngine is the model; `cancellable = True` if it honours
+        `RunRequest.cancel`); a cluster engine says `location = "cluster"` and follows
+        cellpipe.launcher.cluster.ClusterEngine. Replace an entry to swap an engine (tests
+        swap in doubles this way). Cluster engines are offered when the cluster is
+        configured (kfp: kfp_host, $KF_PIPELINES_ENDPOINT or Kubernetes; training engines:
+        a kubeconfig, or running in a pod).""",
+    ).tag(config=True)
+
+    builders = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        default_value=dict(BUILDER_CLASSES),
+        help="""Builder name -> its class, as an import string: cellpipe's own (`append`,
+        `engine`, `kaniko`) and those registered under the `cellpipe.builders` entry point
+        group (cellpipe.launcher.build.Builder is the protocol).""",
     ).tag(config=True)
 
     builder = Unicode(
-        "append",
+        DEFAULT_BUILDER,
+        KANIKO_BUILDER,
         help="""How images are built: `append` (layers appended in an OCI registry, no daemon;
         the default), `engine` (a Docker Engine API: Docker or podman) or `kaniko` (in the
         cluster).""",
@@ -182,18 +197,18 @@ class CellPipe(Configurable):
     @validate("default_engine")
     def _check_default_engine(self, proposal: Any) -> str:
         value: str = proposal["value"]
-        if value not in self.engines:
+        here = self.engines_here()
+        if value not in here:
             raise TraitError(
-                f"CellPipe.default_engine {value!r} is not one of the engines: "
-                f"{', '.join(self.engines)}"
+                f"CellPipe.default_engine {value!r} is not one of the engines: {', '.join(here)}"
             )
         return value
 
     @validate("builder")
     def _check_builder(self, proposal: Any) -> str:
         value: str = proposal["value"]
-        if value not in BUILDERS:
-            raise TraitError(f"CellPipe.builder {value!r} is not one of {', '.join(BUILDERS)}")
+        if value not in self.builders:
+            raise TraitError(f"CellPipe.builder {value!r} is not one of {', '.join(self.builders)}")
         return value
 
     @validate("gpu_types")
@@ -220,29 +235,73 @@ class CellPipe(Configurable):
 
     def engine_class(self, name: str) -> Any:
         """The engine class configured for `name` (KeyError if there is none)."""
-        return import_item(self.engines[name])
+        return load_class(self.engines[name])
+
+    def engine_location(self, name: str) -> str:
+        """`here` or `cluster`: cellpipe's own engines by the vocabulary (nothing imported),
+        others by their class's `location` (default `here`)."""
+        if name in CLUSTER_ENGINES and self.engines.get(name) == ENGINES.get(name):
+            return "cluster"
+        if name in LOCAL_ENGINES or name not in self.engines:
+            return "here"
+        return str(getattr(self.engine_class(name), "location", "here"))
+
+    def engines_here(self) -> dict[str, str]:
+        """The engines that run on this machine, name -> class."""
+        return {n: c for n, c in self.engines.items() if self.engine_location(n) == "here"}
 
     def cluster_engines(self) -> dict[str, str]:
-        """The cluster engines this configuration can submit to, name -> launcher class:
-        `kfp` when a Kubeflow Pipelines address is configured (kfp_host,
-        $KF_PIPELINES_ENDPOINT) or Kubernetes is (then through the API server's proxy, or
-        in-cluster); the training engines when Kubernetes is. Configured, not checked: an
-        unreachable cluster is said so when a run is submitted."""
+        """The cluster engines this configuration can submit to, name -> class: `kfp` when
+        a Kubeflow Pipelines address is configured (kfp_host, $KF_PIPELINES_ENDPOINT) or
+        Kubernetes is (then through the API server's proxy, or in-cluster); the others when
+        Kubernetes is. Configured, not checked: an unreachable cluster is said so when a
+        run is submitted."""
         kubernetes = kubernetes_configured()
-        offered = {}
-        if self.kfp_host or os.environ.get("KF_PIPELINES_ENDPOINT") or kubernetes:
-            offered["kfp"] = CLUSTER_ENGINES["kfp"]
-        if kubernetes:
-            offered.update({k: v for k, v in CLUSTER_ENGINES.items() if k != "kfp"})
-        return offered
+        kfp = bool(self.kfp_host or os.environ.get("KF_PIPELINES_ENDPOINT")) or kubernetes
+        return {
+            name: cls
+            for name, cls in self.engines.items()
+            if self.engine_location(name) == "cluster"
+            and (kfp if name == KFP_ENGINE else kubernetes)
+        }
 
     def offered_engines(self) -> dict[str, str]:
-        """What a client may choose: `engines` (runs on this machine), then the cluster
-        engines that are configured (cluster_engines)."""
-        offered = dict(self.engines)
-        for name, cls in self.cluster_engines().items():
-            offered.setdefault(name, cls)
-        return offered
+        """What a client may choose: the engines here, then the configured cluster ones."""
+        return {**self.engines_here(), **self.cluster_engines()}
+
+    def builder_for(self, explicit: str | None) -> str:
+        """The builder: the explicit choice, else c.CellPipe.builder; one that builds here
+        unless the choice is explicit (kaniko builds in the cluster from a Job)."""
+        name = explicit or self.builder
+        if name not in self.builders:
+            raise UserError(
+                f"unknown builder {name!r}: use one of {', '.join(self.builders)}",
+                reason="unknown_builder",
+            )
+        return name
+
+    def vocabulary(self) -> dict[str, Any]:
+        """The names a client offers and understands (GET /config's `vocabulary`)."""
+        cluster = [n for n in self.engines if self.engine_location(n) == "cluster"]
+        return {
+            "statuses": list(STATUSES),
+            "finished": [s for s in STATUSES if s in FINISHED],
+            "local_engines": list(self.engines_here()),
+            "cluster_engines": cluster,
+            "training_engines": [n for n in cluster if self.trains_one_step(n)],
+            "builders": list(self.builders),
+            "builders_here": [b for b in self.builders if b != KANIKO_BUILDER],
+            "default_builder": self.builder,
+        }
+
+    def trains_one_step(self, name: str) -> bool:
+        """Whether a cluster engine runs one step as a distributed training job (it takes
+        workers); cellpipe's own by the vocabulary, others by `trains_one_step` on the class."""
+        if name in TRAINING_ENGINES and self.engines.get(name) == ENGINES.get(name):
+            return True
+        if name in CLUSTER_ENGINES or self.engine_location(name) != "cluster":
+            return False
+        return bool(getattr(self.engine_class(name), "trains_one_step", False))
 
     def public(self) -> dict[str, Any]:
         """Every setting except the secrets, as JSON."""
@@ -258,6 +317,8 @@ class CellPipe(Configurable):
         *,
         registry: str | None = None,
         base_image: str | None = None,
+        gpu_resource: str | None = None,
+        gpu_label: str | None = None,
         local_only: bool = False,
     ) -> CompileOptions:
         """CompileOptions in the one precedence: explicit > metadata.cellpipe > this > defaults.
@@ -272,8 +333,33 @@ class CellPipe(Configurable):
         return CompileOptions(
             registry=registry or (None if settings.registry else self.registry),
             base_image=base_image or (None if settings.base_image else self.base_image),
-            gpu_resource=self.gpu_resource,
-            gpu_label=self.gpu_label,
+            gpu_resource=gpu_resource or self.gpu_resource,
+            gpu_label=gpu_label or self.gpu_label,
             gpu_tolerations=self.gpu_tolerations,
             local_only=local_only,
         )
+
+
+def load_config() -> CellPipe:
+    """c.CellPipe from the Jupyter config files (jupyter_server_config.{json,py} and
+    jupyter_cellpipe_config.{json,py} in every Jupyter config folder, the user's last): what
+    the CLI, the magics and the widgets read; the server gets the same from its own loader."""
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config import Config
+    from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
+
+    merged = Config()
+    for folder in reversed(jupyter_config_path()):
+        for base in CONFIG_FILES:
+            for loader, suffix in ((JSONFileConfigLoader, ".json"), (PyFileConfigLoader, ".py")):
+                path = Path(folder) / f"{base}{suffix}"
+                if not path.is_file():
+                    continue
+                try:
+                    merged.merge(loader(path.name, str(path.parent)).load_config())
+                except Exception as exc:  # a broken config file is the user's to fix
+                    raise UserError(f"cannot read the Jupyter config file {path}: {exc}") from None
+    try:
+        return CellPipe(config=merged)
+    except TraitError as exc:
+        raise UserError(f"Jupyter configuration: {exc}") from None

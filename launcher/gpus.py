@@ -16,11 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cellpipe.converter.model import GpuRequest, Pipeline, Step
 
 from .k8s import REQUEST_TIMEOUT, ClusterError, KubeSettings, connect, explain
+
+if TYPE_CHECKING:
+    from .config import CellPipe
 
 GPU_RESOURCE_PATTERN = re.compile(r"^([a-z0-9.-]+/)?(gpu|mig-[a-z0-9.]+)$")
 TERMINATED_PHASES = ("Succeeded", "Failed")
@@ -406,3 +409,16 @@ def asks_of(pipeline: Pipeline, gpu_resource: str) -> list[GpuAsk]:
         for s in pipeline.steps
         if s.resources.gpu is not None
     ]
+
+
+def gpu_inventory(config: CellPipe, kube: KubeSettings) -> Inventory:
+    """The cluster's GPUs as configured (c.CellPipe.gpu_types, gpu_resource, gpu_label): read
+    from its nodes, or where they cannot be read the configured types with counts unknown and
+    `message` saying why. Never an error."""
+    types = configured_types(config.gpu_types, config.gpu_resource)
+    try:
+        return cluster_inventory(kube, types, config.gpu_resource, config.gpu_label)
+    except Exception as exc:  # the inventory never fails its reader
+        return from_configuration(
+            types, config.gpu_resource, config.gpu_label, f"{exc}; counts unknown"
+        )

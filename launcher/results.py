@@ -19,13 +19,9 @@ from typing import Any, Literal, Protocol
 
 from cellpipe.runtime import values
 
-from .store import RunNotFound, RunRecord, RunStore, StepRecord, find_run, open_store
+from .store import ResultError, RunRecord, RunStore, StepRecord, find_run, open_store
 
 ENTRY_POINT_GROUP = "cellpipe.value_sources"
-
-
-class ResultError(LookupError):
-    """The value cannot be brought back; the message says why and what exists."""
 
 
 class ValueSource(Protocol):
@@ -126,10 +122,7 @@ def _find_step(record: RunRecord, name: str) -> StepRecord:
 def locate(store: RunStore, run_id: str, name: str, step: str | None = None) -> Located:
     """Find `name` in a run: the value the last step that hands it on kept (or `step`'s), or
     else a metric of the run."""
-    try:
-        record = find_run(store, run_id)
-    except RunNotFound as exc:
-        raise ResultError(str(exc)) from None
+    record = find_run(store, run_id)
     source = value_source(record.engine)
     chosen = _find_step(record, step) if step is not None else None
     bundle = source.bundle(record)

@@ -116,7 +116,11 @@ def open_store(home: Path | None = None) -> RunStore:
     return RunStore((home or cellpipe_home()) / STORE_FILE)
 
 
-class RunNotFound(LookupError):
+class ResultError(LookupError):
+    """A run, a step of it, or a value it kept that cannot be found; the message says why."""
+
+
+class RunNotFound(ResultError):
     """No run has that id (or id prefix); the message says so and what to give instead."""
 
 

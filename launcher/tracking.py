@@ -1,4 +1,5 @@
-"""Following runs of every engine: status, logs, cancel and delete.
+"""Following runs of every engine: find, list, status, logs, cancel and delete (`Runs`, what
+every front door uses), and the layout of a run's folder, here once.
 
 Cluster runs (kfp and the training engines) ask their engine; runs on this machine (`local`,
 `kfp-local`) are followed through the run store and their folder (runs/RUN_ID), and stopped
@@ -9,39 +10,37 @@ Running forever: its record names the process that made it (store.owner_alive).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cellpipe.runtime.local import LOG_FILE
+from cellpipe.runtime.step import REPORT_FILE
+
 from .cluster import set_status
+from .config import CellPipe
+from .errors import ClusterUnreachable, Conflict, NotFound
 from .k8s import ClusterError, KubeSettings
-from .local_engine import LOG_FILE
-from .store import RunRecord, RunStore, owner_alive
-from .vocabulary import CLUSTER_ENGINES, FINISHED, KFP_ENGINE, TRAINING_ENGINES
+from .store import (
+    RunNotFound,
+    RunRecord,
+    RunStore,
+    StepRecord,
+    cellpipe_home,
+    find_run,
+    open_store,
+    owner_alive,
+)
+from .vocabulary import FINISHED, LOCAL_ENGINES, RunStatus
 
+# A run's own log (beside the steps' logs, runs/RUN_ID/steps/TASK/cellpipe-log.txt).
 RUN_LOGS = {"local": "prelude-log.txt", "kfp-local": "kfp-local-log.txt"}
-REPORT_FILE = "cellpipe-report.json"
-
-
-class RunNotFound(LookupError):
-    """No run has that id (or id prefix); the message says so."""
-
-
-def find_run(store: RunStore, text: str) -> RunRecord:
-    """The run with this id, or the one run whose id starts with it."""
-    record = store.get(text)
-    if record is not None:
-        return record
-    matches = [r for r in store.list() if r.run_id.startswith(text)] if text else []
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        ids = ", ".join(r.run_id for r in matches[:5])
-        raise RunNotFound(f"{text!r} names {len(matches)} runs ({ids}...); give more of the id")
-    raise RunNotFound(f"no run {text!r}; `cellpipe runs` lists them")
+LOG_LIMIT = 1 << 20  # the last MiB of a log is shown; `truncated` says when there was more
 
 
 class LocalTracker:
@@ -81,7 +80,7 @@ class LocalTracker:
         if current.status != "Succeeded":
             for step in current.steps.values():
                 if step.status in ("Pending", "Running"):
-                    step.status, step.error = "Cancelled", "cancelled"
+                    step.status, step.error = RunStatus.CANCELLED, "cancelled"
                     self.store.update_step(current.run_id, step)
             current.status, current.error = "Cancelled", "cancelled"
             current.finished = current.finished or time.time()
@@ -105,8 +104,6 @@ class LocalTracker:
             path = run_dir / "steps" / found.task / LOG_FILE
             report = run_dir / "steps" / found.task / REPORT_FILE
             if not follow and not path.is_file() and report.is_file():
-                import json
-
                 yield json.loads(report.read_text()).get("printed", "")
                 return
         yield from _follow_file(path, lambda: self._ended(record.run_id), follow)
@@ -163,22 +160,13 @@ def tracker_for(
     record: RunRecord,
     store: RunStore,
     home: Path,
-    *,
+    config: CellPipe,
     kube: KubeSettings | None = None,
-    kfp: Any = None,
 ) -> Any:
-    """What follows this run: its cluster engine, or the local tracker."""
-    if record.engine == KFP_ENGINE:
-        from .kfp_engine import KfpEngine, KfpSettings
-
-        settings = kfp or KfpSettings.from_environment()
-        if kube is not None:
-            settings.kube = kube
-        return KfpEngine(settings, store, home)
-    if record.engine in TRAINING_ENGINES:
-        from .training import TrainingEngine
-
-        return TrainingEngine(record.engine, kube=kube, store=store, home=home)
+    """What follows this run: its cluster engine (from the registry), or the local tracker."""
+    if config.engine_location(record.engine) == "cluster" and record.engine in config.engines:
+        engine_class = config.engine_class(record.engine)
+        return engine_class.for_tracking(record.engine, config, kube or KubeSettings(), store, home)
     return LocalTracker(store)
 
 
@@ -190,10 +178,185 @@ def refresh_quietly(tracker: Any, record: RunRecord) -> tuple[RunRecord, str | N
         return record, str(exc)
 
 
+def find_step(record: RunRecord, name: str) -> StepRecord:
+    """The run's step by its name or task name; NotFound naming the steps otherwise."""
+    found = record.steps.get(name) or next(
+        (s for s in record.steps.values() if name in (s.name, s.task)), None
+    )
+    if found is None:
+        names = ", ".join(repr(s) for s in record.steps)
+        raise NotFound(f"run {record.run_id} has no step {name!r}; its steps are {names}")
+    return found
+
+
+@dataclass
+class LogTail:
+    """The end of a log: its text, where it came from (`step`, `report`, `run`, `cluster`,
+    or None when there is none yet), and whether more came before."""
+
+    text: str
+    source: str | None
+    truncated: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "source": self.source, "truncated": self.truncated}
+
+
+def _tail(path: Path, source: str) -> LogTail:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_LIMIT))
+            data = handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return LogTail("", None, False)
+    return LogTail(data.decode("utf-8", errors="replace"), source, size > LOG_LIMIT)
+
+
+def local_log_tail(record: RunRecord, step: StepRecord | None) -> LogTail:
+    """What a run on this machine printed: the step's log (else what its report kept), or
+    the run's own log (the executor's, or kfp.local's, which also holds its steps')."""
+    run_dir = Path(record.outputs)
+    run_log = run_dir / RUN_LOGS.get(record.engine, RUN_LOGS["local"])
+    if step is None:
+        return _tail(run_log, "run")
+    outputs = run_dir / "steps" / step.task
+    found = _tail(outputs / LOG_FILE, "step")
+    if found.source is None and (outputs / REPORT_FILE).is_file():
+        report = json.loads((outputs / REPORT_FILE).read_text(encoding="utf-8"))
+        found = LogTail(report.get("printed", ""), "report", False)
+    if found.source is None and record.engine == "kfp-local":
+        found = _tail(run_log, "run")
+    return found
+
+
+class Runs:
+    """Runs of every engine, as the front doors see them: found by id (or its start),
+    listed, refreshed from their engine, cancelled, deleted, their logs read."""
+
+    def __init__(
+        self,
+        config: CellPipe,
+        *,
+        home: Path | None = None,
+        store: RunStore | None = None,
+        kube: KubeSettings | None = None,
+    ) -> None:
+        self.config = config
+        self.home = home or cellpipe_home()
+        self.store = store or open_store(self.home)
+        self.kube = kube or KubeSettings()
+
+    def find(self, text: str) -> RunRecord:
+        try:
+            return find_run(self.store, text)
+        except RunNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    def tracker(self, record: RunRecord) -> Any:
+        return tracker_for(record, self.store, self.home, self.config, self.kube)
+
+    def refresh(self, record: RunRecord) -> tuple[RunRecord, str | None]:
+        """Ask the run's engine for its status; when it cannot say, the stored record and
+        why (never an error: the last known status stands)."""
+        if record.status in FINISHED:
+            return record, None
+        return refresh_quietly(self.tracker(record), record)
+
+    def list(
+        self,
+        notebook: str | None = None,
+        *,
+        engine: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        refresh: bool = False,
+    ) -> tuple[list[RunRecord], list[str]]:
+        """Runs newest first, and a warning for each whose engine could not be asked. Runs
+        here are always refreshed (a run whose process died is not left Running); cluster
+        runs with `refresh`."""
+        shown: list[RunRecord] = []
+        warnings = []
+        for record in self.store.list(notebook):
+            if engine and record.engine != engine:
+                continue
+            if refresh or record.engine in LOCAL_ENGINES:
+                record, problem = self.refresh(record)
+                if problem:
+                    warnings.append(f"{record.run_id}: {problem}")
+            if status and record.status != status:
+                continue
+            shown.append(record)
+            if limit is not None and len(shown) >= limit:
+                break
+        return shown, warnings
+
+    def cancel(self, record: RunRecord) -> RunRecord:
+        """Stop the run where it runs (its engine, or its processes here)."""
+        tracker = self.tracker(record)
+        record, _ = refresh_quietly(tracker, record)
+        if record.status in FINISHED:
+            raise Conflict(
+                f"run {record.run_id} has already ended: {record.status}", reason="finished"
+            )
+        try:
+            cancelled: RunRecord = tracker.cancel(record)
+        except ClusterError as exc:
+            raise ClusterUnreachable(f"cannot cancel run {record.run_id}: {exc}") from None
+        return cancelled
+
+    def delete(
+        self, record: RunRecord, *, force: bool = False, keep_remote: bool = False
+    ) -> list[str]:
+        """Forget the run here (record and folder) and, unless `keep_remote`, delete what it
+        made in its engine; what was deleted there, for people."""
+        tracker = self.tracker(record)
+        record, _ = refresh_quietly(tracker, record)
+        if record.status not in FINISHED and not force:
+            raise Conflict(
+                f"run {record.run_id} is {record.status}; cancel it first, or delete it anyway "
+                "(force)",
+                reason="running",
+            )
+        deleted: list[str] = []
+        if not keep_remote:
+            try:
+                deleted = tracker.delete(record)
+            except ClusterError as exc:
+                raise ClusterUnreachable(
+                    f"run {record.run_id} is kept: deleting it in its engine failed: {exc}"
+                ) from None
+        self.store.delete(record.run_id)
+        return deleted
+
+    def logs(self, record: RunRecord, step: str | None, follow: bool = False) -> Iterator[str]:
+        """What the run (or its step) printed, followed while it goes on with `follow`."""
+        if step is not None:
+            find_step(record, step)
+        try:
+            yield from self.tracker(record).logs(record, step, follow)
+        except ClusterError as exc:
+            raise ClusterUnreachable(f"run {record.run_id}: {exc}") from None
+
+    def log_tail(self, record: RunRecord, step: str | None) -> tuple[StepRecord | None, LogTail]:
+        """The end of what the run (or its step) printed: files here, the pods' logs there."""
+        found = find_step(record, step) if step is not None else None
+        if self.config.engine_location(record.engine) != "cluster":
+            return found, local_log_tail(record, found)
+        text = "".join(self.logs(record, step))
+        data = text.encode("utf-8")
+        truncated = len(data) > LOG_LIMIT
+        if truncated:
+            text = data[-LOG_LIMIT:].decode("utf-8", errors="replace")
+        return found, LogTail(text, "cluster", truncated)
+
+
 __all__ = [
-    "CLUSTER_ENGINES",
     "LocalTracker",
+    "LogTail",
     "RunNotFound",
+    "Runs",
     "find_run",
     "refresh_quietly",
     "tracker_for",

@@ -2,9 +2,9 @@
 
 Builds live in memory, in this server process, and nowhere else: a restart forgets them (the
 images stay in the registry, and building the same notebook again finds them: `cached: true`).
-The last KEEP builds are kept. One build runs at a time (BUILD_LOCK, which cluster runs that
-build their image take too), so two builds never assemble the same dependencies layer at once;
-the others wait, Pending.
+The last KEEP builds are kept. One build runs at a time (the launcher's BUILD_LOCK, which
+cluster runs that build their image take too), so two builds never assemble the same
+dependencies layer at once; the others wait, Pending.
 
 A build's JSON: {"build_id", "path", "status" (Pending, Running, Succeeded, Failed),
 "builder", "registry", "base", "created", "started", "finished", "progress" (the builder's
@@ -20,18 +20,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from cellpipe.launcher.build import BuildError, BuildRequest, build_image
 from cellpipe.launcher.registry import RegistryError
+from cellpipe.launcher.submitting import BUILD_LOCK
+from cellpipe.launcher.vocabulary import FINISHED, RunStatus
 
-BUILD_LOCK = threading.Lock()  # one build at a time in this process: builds and cluster runs
 KEEP = 200  # builds remembered; the oldest finished ones are forgotten first
 PROGRESS_LIMIT = 500  # messages kept per build (the last ones)
-FINISHED = ("Succeeded", "Failed")
 
 
 def new_build_id() -> str:
@@ -82,7 +82,10 @@ class Build:
 class BuildManager:
     """Builds started through the API, run one at a time off the request thread."""
 
-    def __init__(self, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self, builders: Mapping[str, str] | None = None, log: logging.Logger | None = None
+    ) -> None:
+        self.builders = builders  # name -> builder class (c.CellPipe.builders)
         self.log = log or logging.getLogger(__name__)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cellpipe-build")
         self._lock = threading.Lock()
@@ -114,17 +117,20 @@ class BuildManager:
     def _work(self, build: Build, request: BuildRequest) -> None:
         with BUILD_LOCK:
             with self._lock:
-                build.status, build.started = "Running", time.time()
+                build.status, build.started = RunStatus.RUNNING, time.time()
             self._notify(build.build_id)
             try:
-                results = build_image(request, lambda message: self._say(build, message))
+                results = build_image(
+                    request, lambda message: self._say(build, message), self.builders
+                )
             except (BuildError, RegistryError) as exc:  # the user's to fix: the CLI's words
-                self._end(build, "Failed", error=f"{build.path}: {exc}")
+                self._end(build, RunStatus.FAILED, error=f"{build.path}: {exc}")
             except BaseException as exc:  # a fault: kept with the build, traceback in the log
                 self.log.exception("cellpipe: build %s failed", build.build_id)
-                self._end(build, "Failed", error=f"{build.path}: {type(exc).__name__}: {exc}")
+                error = f"{build.path}: {type(exc).__name__}: {exc}"
+                self._end(build, RunStatus.FAILED, error=error)
             else:
-                self._end(build, "Succeeded", result=build_json(results))
+                self._end(build, RunStatus.SUCCEEDED, result=build_json(results))
 
     def _end(
         self,

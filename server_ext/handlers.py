@@ -35,10 +35,10 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from cellpipe.launcher.vocabulary import CLUSTER_ENGINES
+from cellpipe.launcher.errors import UserError
+from cellpipe.launcher.vocabulary import CLUSTER_ENGINES, FINISHED
 
-from .builds import FINISHED as BUILD_FINISHED
-from .core import FINISHED, ApiError, CellPipeService
+from .core import ApiError, CellPipeService
 
 AUTH_RESOURCE = "cellpipe"
 SERVICE_SETTING = "cellpipe_service"
@@ -77,6 +77,8 @@ class CellPipeHandler(APIHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if exc_info else None
+        if isinstance(error, UserError):
+            error = ApiError.from_user_error(error)
         if isinstance(error, ApiError):
             self.set_status(error.status)
             self.finish(json.dumps(error.to_json()))
@@ -89,6 +91,8 @@ class CellPipeHandler(APIHandler):
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if isinstance(value, UserError):
+            value = ApiError.from_user_error(value)
         if isinstance(value, ApiError):  # a refusal, not a server fault: no traceback
             self.log.info("cellpipe: %s %s: %s", value.status, value.reason, value.message)
             return
@@ -203,7 +207,7 @@ class RunEventsHandler(EventStreamHandler):
                     asked = loop.time()
                     try:
                         run = await asyncio.to_thread(service.get_run, run_id)
-                    except ApiError:  # deleted meanwhile: said on the next turn
+                    except (ApiError, UserError):  # deleted meanwhile: said on the next turn
                         continue
                     refreshed = {k: run[k] for k in ("refreshed", "refresh_error") if k in run}
                 if run != last:
@@ -281,7 +285,7 @@ class BuildEventsHandler(EventStreamHandler):
                 elif quiet >= EVENTS_KEEPALIVE_SECONDS:
                     self.write(": keep-alive\n\n")
                     quiet = 0.0
-                if build["status"] in BUILD_FINISHED:
+                if build["status"] in FINISHED:
                     self.write(_event("end", {"build_id": build_id, "status": build["status"]}))
                     break
                 await self.flush()

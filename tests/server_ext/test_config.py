@@ -85,7 +85,7 @@ async def test_without_a_cluster_gpus_are_the_configured_types_and_say_so(api: A
         ({"gpu_types": [{"display_name": "no name"}]}, "entry 1 needs a name"),
         ({"gpu_types": [{"name": "a", "count": 2}]}, "unknown keys count"),
         ({"default_engine": "kfp"}, "is not one of the engines: local, kfp-local"),
-        ({"builder": "docker"}, "is not one of engine, append, kaniko"),
+        ({"builder": "docker"}, "is not one of append, engine, kaniko"),
         ({"concurrent_runs": 0}, "at least 1"),
     ],
 )

@@ -61,7 +61,8 @@ def notebook_plan(base: BaseImage, registry: Registry) -> ImagePlan:
 def build_notebook_image(base: BaseImage, registry: Registry) -> NotebookImage:
     started = time.monotonic()
     plan = notebook_plan(base, registry)
-    digest, _ = AppendBuilder(plan, cache_dir() / "spawner-build", lambda message: None).build()
+    digest = AppendBuilder(plan, cache_dir() / "spawner-build", lambda message: None).build().digest
+    assert digest is not None
     return NotebookImage(plan.reference, digest, time.monotonic() - started)
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from tests.notebooks import notebook, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cellpipe(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

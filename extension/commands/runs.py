@@ -1,0 +1,183 @@
+"""`cellpipe runs | status | logs | cancel | delete | gpus`: follow runs of every engine and
+see the cluster's GPUs. Thin adapters over cellpipe.launcher.tracking.Runs and .gpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from cellpipe.launcher.config import load_config
+from cellpipe.launcher.errors import ClusterUnreachable, UserError
+from cellpipe.launcher.gpus import gpu_inventory
+from cellpipe.launcher.k8s import KubeSettings
+from cellpipe.launcher.tracking import Runs
+from cellpipe.launcher.vocabulary import FINISHED
+
+from . import EXIT_FAILED, EXIT_OK, Outcome
+
+
+def _runs(args: argparse.Namespace) -> Runs:
+    config = load_config()
+    if getattr(args, "host", None):
+        config.kfp_host = args.host
+    return Runs(config, kube=KubeSettings(args.kubeconfig, args.context, None))
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
+
+
+def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    notebook = str(Path(args.notebook).resolve()) if args.notebook else None
+    shown, warnings = _runs(args).list(
+        notebook, engine=args.engine, status=args.status, limit=args.limit, refresh=args.refresh
+    )
+    for warning in warnings:
+        print(f"cellpipe: warning: showing the last known status of {warning}", file=err)
+    data = {"runs": [r.to_json() for r in shown]}
+    if args.format == "json":
+        print(json.dumps(data, indent=2), file=out)
+        return Outcome(EXIT_OK, data)
+    if not shown:
+        print("no runs", file=out)
+        return Outcome(EXIT_OK, data)
+    print(
+        f"{'RUN':<26} {'ENGINE':<11} {'STATUS':<10} {'CREATED':<20} PIPELINE (NOTEBOOK)", file=out
+    )
+    for record in shown:
+        print(
+            f"{record.run_id:<26} {record.engine:<11} {record.status:<10} "
+            f"{_when(record.created):<20} {record.pipeline} ({Path(record.notebook).name})",
+            file=out,
+        )
+    return Outcome(EXIT_OK, data)
+
+
+def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    runs = _runs(args)
+    record = runs.find(args.run)
+    problem = None
+    if not args.no_refresh:
+        record, problem = runs.refresh(record)
+    if problem:
+        print(f"cellpipe: warning: showing the last known status: {problem}", file=err)
+    result = record.to_json()
+    result["refreshed"] = not args.no_refresh and problem is None
+    result["refresh_error"] = problem
+    if args.compiled:
+        out.write(record.compiled or "")
+        return Outcome(EXIT_OK, result)
+    if args.format == "json":
+        print(json.dumps(result, indent=2), file=out)
+        return Outcome(EXIT_OK, result)
+    print(f"run {record.run_id}: {record.status} ({record.engine})", file=out)
+    print(f"  notebook: {record.notebook} ({record.pipeline})", file=out)
+    print(f"  created: {_when(record.created)}; finished: {_when(record.finished)}", file=out)
+    if record.image:
+        print(f"  image: {record.image}", file=out)
+    if record.parameters:
+        print(f"  parameters: {json.dumps(record.parameters)}", file=out)
+    for name, gpu in record.gpus.items():
+        kind = f":{gpu['type']}" if gpu.get("type") else ""
+        print(f"  gpus: {name} = {gpu['count']}{kind} ({gpu.get('resource')})", file=out)
+    for key in ("run_id", "kind", "name", "namespace", "pvc"):
+        if record.external.get(key):
+            print(f"  {key.replace('_', ' ')}: {record.external[key]}", file=out)
+    for name, link in record.links.items():
+        print(f"  {name}: {link}", file=out)
+    if record.error:
+        print(f"  error: {record.error}", file=out)
+    for name, step in record.steps.items():
+        extra = " (cached)" if step.cached else ""
+        seconds = f" {step.seconds:.1f} s" if step.seconds is not None else ""
+        error = f": {step.error}" if step.error and step.status != "Succeeded" else ""
+        print(f"  step {name} [{step.task}]: {step.status}{extra}{seconds}{error}", file=out)
+    for name, value in record.metrics.items():
+        print(f"  {name} = {value:g}", file=out)
+    if runs.config.trains_one_step(record.engine):
+        print(
+            f"  outputs: PVC {record.external.get('pvc')}, runs/{record.run_id}/outputs",
+            file=out,
+        )
+    else:
+        print(f"  outputs: {record.outputs}", file=out)
+    return Outcome(EXIT_OK, result)
+
+
+def logs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    runs = _runs(args)
+    record = runs.find(args.run)
+    for text in runs.logs(record, args.step, args.follow):
+        out.write(text)
+        out.flush()
+    return Outcome(EXIT_OK)
+
+
+def cancel_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    runs = _runs(args)
+    record = runs.find(args.run)
+    try:
+        record = runs.cancel(record)
+    except ClusterUnreachable as exc:
+        print(f"cellpipe: error: {exc}", file=err)
+        return Outcome(EXIT_FAILED)
+    data = record.to_json()
+    if args.format == "json":
+        print(json.dumps(data, indent=2), file=out)
+    else:
+        print(f"run {record.run_id}: {record.status}", file=out)
+    return Outcome(EXIT_OK, data)
+
+
+def delete_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    runs = _runs(args)
+    record = runs.find(args.run)
+    record, _ = runs.refresh(record)
+    if record.status not in FINISHED and not args.force:
+        raise UserError(
+            f"run {record.run_id} is {record.status}; cancel it first (`cellpipe cancel "
+            f"{record.run_id}`), or delete it anyway with --force"
+        )
+    try:
+        deleted = runs.delete(record, force=True, keep_remote=args.keep_remote)
+    except ClusterUnreachable as exc:
+        message = str(exc).replace(
+            "keep it there and forget it here only: keep_remote",
+            "--keep-remote forgets it here only",
+        )
+        print(f"cellpipe: error: {message}", file=err)
+        return Outcome(EXIT_FAILED)
+    print(f"deleted run {record.run_id}", file=out)
+    for what in deleted:
+        print(f"  and {what}", file=out)
+    return Outcome(EXIT_OK, {"run_id": record.run_id, "deleted": deleted})
+
+
+def gpus_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    inventory = gpu_inventory(load_config(), KubeSettings(args.kubeconfig, args.context, None))
+    data = inventory.to_json()
+    if args.format == "json":
+        print(json.dumps(data, indent=2), file=out)
+        return Outcome(EXIT_OK, data)
+    if inventory.message:
+        print(f"cellpipe: note: {inventory.message}", file=err)
+    if not data["types"]:
+        print("no GPUs" + (" configured" if inventory.source == "configuration" else ""), file=out)
+        return Outcome(EXIT_OK, data)
+    print(f"{'TYPE':<32} {'RESOURCE':<24} {'TOTAL':>5} {'FREE':>5}  NODES", file=out)
+    for entry in data["types"]:
+        name = entry["name"] or "(no type label)"
+        if entry["display_name"] not in (entry["name"], None) and entry["name"]:
+            name = f"{entry['name']} ({entry['display_name']})"
+        total = "?" if entry["total"] is None else str(entry["total"])
+        free = "?" if entry["free"] is None else str(entry["free"])
+        nodes = ", ".join(
+            f"{n['name']} {'?' if n['free'] is None else n['free']}/{n['total']}"
+            + ("" if n["schedulable"] else " cordoned")
+            for n in entry["nodes"]
+        )
+        print(f"{name:<32} {entry['resource']:<24} {total:>5} {free:>5}  {nodes or '-'}", file=out)
+    return Outcome(EXIT_OK, data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from cellpipe.runtime.version import VERSION as __version__  # noqa: F401 (re-exported)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -328,8 +328,8 @@ class CellPipeMagics(Magics):
         return PlainProgress(sys.stdout)
 
     def _load(self, command: LoadCommand) -> None:
-        from cellpipe.launcher.results import ResultError, locate
-        from cellpipe.launcher.store import open_store
+        from cellpipe.launcher.results import locate
+        from cellpipe.launcher.store import ResultError, open_store
 
         store = open_store()
         try:

@@ -119,7 +119,6 @@ class CellPipe(Configurable):
 
     builder = Unicode(
         DEFAULT_BUILDER,
-        KANIKO_BUILDER,
         help="""How images are built: `append` (layers appended in an OCI registry, no daemon;
         the default), `engine` (a Docker Engine API: Docker or podman) or `kaniko` (in the
         cluster).""",

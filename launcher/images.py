@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from cellpipe import __version__
 from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
+from cellpipe.runtime.version import VERSION as __version__
 
 from .requirements import Requirements
 

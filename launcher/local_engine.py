@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellpipe import __version__
 from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
+from cellpipe.runtime.version import VERSION as __version__
 
 from .store import RunRecord, RunStore, StepRecord, cellpipe_home, open_store
 

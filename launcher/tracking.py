@@ -264,7 +264,7 @@ class Runs:
             return record, None
         return refresh_quietly(self.tracker(record), record)
 
-    def list(
+    def list_runs(
         self,
         notebook: str | None = None,
         *,

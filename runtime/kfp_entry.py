@@ -31,7 +31,7 @@ def _argument(flag: str) -> str:
     raise SystemExit(f"cellpipe: the step was started without {flag}")
 
 
-def _load_bundle() -> dict[str, Any]:
+def load_bundle() -> dict[str, Any]:
     path = Path(os.environ.get("CELLPIPE_BUNDLE", DEFAULT_BUNDLE))
     result: dict[str, Any] = json.loads(path.read_text())
     return result
@@ -81,7 +81,7 @@ def _move(source: Path, destination: Path) -> None:
 def _make_entry() -> Any:
     from kfp.dsl import Artifact, Input, Metrics, Output
 
-    bundle = _load_bundle()
+    bundle = load_bundle()
     task = _argument("--cellpipe_step")
     step = bundle["steps"][task]
     parameters: list[inspect.Parameter] = []

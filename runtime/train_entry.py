@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import values
-from .kfp_entry import _load_bundle
+from .kfp_entry import load_bundle
 from .step import StepFailed, fresh_main, run_prelude, run_step
 
 PREPARE_RESULT = "prepare.json"
@@ -136,7 +136,7 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def prepare(run_dir: Path, tasks: list[str]) -> int:
-    bundle = _load_bundle()
+    bundle = load_bundle()
     _enter_workdir(bundle)
     parameters = _parameters()
     metrics: dict[str, float] = {}
@@ -175,7 +175,7 @@ def wait(run_dir: Path, timeout: float, interval: float = 2.0) -> int:
 
 
 def train(run_dir: Path, task: str) -> int:
-    bundle = _load_bundle()
+    bundle = load_bundle()
     _enter_workdir(bundle)
     mine = rank()
     keep = mine == 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cellpipe import __version__
+from cellpipe.runtime.version import VERSION as __version__
 from cellpipe.launcher.background import BackgroundRunner
 from cellpipe.launcher.build import BuildRequest
 from cellpipe.launcher.config import CellPipe

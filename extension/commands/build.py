@@ -13,7 +13,7 @@ from cellpipe.launcher.notebooks import Prepared, prepare_file
 from cellpipe.launcher.requirements import find_requirements
 from cellpipe.launcher.submitting import build
 
-from . import EXIT_OK, Outcome
+from .outcome import EXIT_OK, Outcome
 
 
 def _prepare(notebook: Path, err: TextIO, **choices: str | None) -> Prepared:

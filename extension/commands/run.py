@@ -14,7 +14,7 @@ from cellpipe.launcher.running import check_image, image_for_run, run_here
 from cellpipe.launcher.store import RunRecord
 from cellpipe.launcher.vocabulary import RunStatus
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, Outcome
+from .outcome import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, Outcome
 from .progress import progress_for
 
 RUN_JSON_KEYS = ("run_id", "status", "metrics", "steps", "outputs", "error")
@@ -70,8 +70,8 @@ def run_command(
     finally:
         if progress:
             progress.close()
-    for warning in warnings:
-        print(f"cellpipe: warning: {notebook}: {warning}", file=err)
+    for engine_warning in warnings:
+        print(f"cellpipe: warning: {notebook}: {engine_warning}", file=err)
     failed = [s for s in record.steps.values() if s.status == RunStatus.FAILED]
     for step in failed:
         print(f"cellpipe: step {step.name!r} failed:\n{step.details or step.error}", file=err)

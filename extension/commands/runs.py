@@ -16,7 +16,7 @@ from cellpipe.launcher.k8s import KubeSettings
 from cellpipe.launcher.tracking import Runs
 from cellpipe.launcher.vocabulary import FINISHED
 
-from . import EXIT_FAILED, EXIT_OK, Outcome
+from .outcome import EXIT_FAILED, EXIT_OK, Outcome
 
 
 def _runs(args: argparse.Namespace) -> Runs:
@@ -32,7 +32,7 @@ def _when(seconds: float | None) -> str:
 
 def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
     notebook = str(Path(args.notebook).resolve()) if args.notebook else None
-    shown, warnings = _runs(args).list(
+    shown, warnings = _runs(args).list_runs(
         notebook, engine=args.engine, status=args.status, limit=args.limit, refresh=args.refresh
     )
     for warning in warnings:
@@ -135,7 +135,7 @@ def cancel_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
 def delete_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
     runs = _runs(args)
     record = runs.find(args.run)
-    record, _ = runs.refresh(record)
+    record, _unreachable = runs.refresh(record)
     if record.status not in FINISHED and not args.force:
         raise UserError(
             f"run {record.run_id} is {record.status}; cancel it first (`cellpipe cancel "
@@ -144,11 +144,7 @@ def delete_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
     try:
         deleted = runs.delete(record, force=True, keep_remote=args.keep_remote)
     except ClusterUnreachable as exc:
-        message = str(exc).replace(
-            "keep it there and forget it here only: keep_remote",
-            "--keep-remote forgets it here only",
-        )
-        print(f"cellpipe: error: {message}", file=err)
+        print(f"cellpipe: error: {exc} (--keep-remote forgets it here only)", file=err)
         return Outcome(EXIT_FAILED)
     print(f"deleted run {record.run_id}", file=out)
     for what in deleted:

@@ -27,7 +27,7 @@ from cellpipe.launcher.submitting import (
 )
 from cellpipe.launcher.vocabulary import KFP_ENGINE, RunStatus
 
-from . import EXIT_FAILED, EXIT_OK, Outcome
+from .outcome import EXIT_FAILED, EXIT_OK, Outcome
 
 SUBMIT_JSON_KEYS = ("run_id", "engine", "status", "error", "image", "gpus", "external", "links")
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cellpipe.runtime.version import VERSION as __version__
 from cellpipe.launcher.background import BackgroundRunner
 from cellpipe.launcher.build import BuildRequest
 from cellpipe.launcher.config import CellPipe
@@ -28,6 +27,7 @@ from cellpipe.launcher.store import RunRecord
 from cellpipe.launcher.submitting import plan_submit, submit_warnings
 from cellpipe.launcher.tracking import Runs, find_step
 from cellpipe.launcher.vocabulary import FINISHED
+from cellpipe.runtime.version import VERSION as __version__
 
 from . import API_NAMESPACE
 from .builds import BuildManager

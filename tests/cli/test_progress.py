@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from cellpipe.launcher import StepRecord
 from cellpipe.commands.progress import PlainProgress, TerminalProgress, progress_for
+from cellpipe.launcher import StepRecord
 
 
 def test_plain_lines_say_when_each_step_starts_and_ends() -> None:

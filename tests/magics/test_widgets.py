@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from cellpipe.launcher.config import ENGINES, CellPipe
 from cellpipe.converter.model import GpuRequest
 from cellpipe.launcher import LocalEngine, RunRecord, RunRequest
+from cellpipe.launcher.config import ENGINES, CellPipe
 from cellpipe.launcher.gpus import configured_types, inventory_from_objects
 from cellpipe.widgets import RunProgress, SubmitForm
 from tests.notebooks import notebook, write

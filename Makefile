@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean labextension chp
+.PHONY: install test lint demo bench clean labextension chp dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,5 +74,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_run.py
 	$(BIN)/python benchmarks/bench_build.py
 
+# The sdist (Python sources, the sidebar's sources and its prebuilt extension) and the wheel built
+# from it, as `python -m build` makes them: dist/cellpipe-0.1.0.tar.gz and the .whl. setup.py
+# builds the sidebar first if labextension/prebuilt is missing or older than its sources.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) out build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

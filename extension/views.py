@@ -3,7 +3,7 @@
 Each view holds the JSON the CLI prints (`--format json`), and shows it as HTML in a notebook
 (`_repr_html_`) and as plain text in a terminal (`__repr__`), so `%cellpipe compile` in a
 notebook and `cellpipe compile` in a shell say the same things. Step names and every other
-user text are escaped. Nothing here imports more than the standard library.
+user text are escaped. Nothing here imports more than the standard library and the vocabulary.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
+
+from cellpipe.launcher.vocabulary import FINISHED
 
 STATUS_COLORS = {  # fill, stroke
     "Pending": ("#ffffff", "#9ca3af"),
@@ -493,7 +495,7 @@ class LiveRun:
             self.handle.update(self)
 
     def _done(self) -> str:
-        done = sum(s["status"] in ("Succeeded", "Failed", "Cancelled") for s in self.steps.values())
+        done = sum(s["status"] in FINISHED for s in self.steps.values())
         elapsed = (self.finished or time.monotonic()) - self.started
         return f"{done} of {len(self.steps)} steps done ({elapsed:.1f} s)"
 

@@ -18,7 +18,7 @@ from cellpipe.converter import CompileOptions, Pipeline
 
 from .k8s import KubeSettings
 from .store import RunRecord, RunStore, new_run_id
-from .vocabulary import FINISHED, RunStatus
+from .vocabulary import FINISHED, UNFINISHED, RunStatus
 
 if TYPE_CHECKING:
     from .config import CellPipe
@@ -156,7 +156,7 @@ def fail_submission(store: RunStore, record: RunRecord, error: str) -> RunRecord
     record.error = error
     record.finished = time.time()
     for step in record.steps.values():
-        if step.status in ("Pending", "Running"):
+        if step.status in UNFINISHED:
             step.status = "Cancelled"
             step.error = "the run never started"
             store.update_step(record.run_id, step)

@@ -56,7 +56,7 @@ from .k8s import (
     pod_log,
 )
 from .store import RunRecord, RunStore, cellpipe_home, open_store
-from .vocabulary import FINISHED, KFP_ENGINE
+from .vocabulary import FINISHED, KFP_ENGINE, UNFINISHED
 
 if TYPE_CHECKING:
     from .config import CellPipe
@@ -491,7 +491,7 @@ class KfpEngine:
                 self.store.update_step(record.run_id, step)
         if status in FINISHED:
             for step in record.steps.values():
-                if step.status in ("Pending", "Running"):
+                if step.status in UNFINISHED:
                     step.status = "Cancelled"
                     step.error = step.error or "the run ended before this step finished"
                     self.store.update_step(record.run_id, step)

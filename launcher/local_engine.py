@@ -28,6 +28,7 @@ from cellpipe.converter.model import Pipeline
 from cellpipe.runtime.version import VERSION as __version__
 
 from .store import RunRecord, RunStore, StepRecord, cellpipe_home, open_store
+from .vocabulary import UNFINISHED
 
 RESULT_FILE = "cellpipe-result.json"
 LOG_FILE = "cellpipe-log.txt"
@@ -266,7 +267,7 @@ class LocalEngine:
                 record.error = said if said.startswith(prefix) else f"{prefix}: {said}"
             record.error = record.error or f"the local executor ended with status {returncode}"
         for step in by_task.values():
-            if step.status in ("Pending", "Running"):
+            if step.status in UNFINISHED:
                 step.status = "Cancelled"
                 step.error = step.error or "the run ended before this step finished"
                 self.store.update_step(record.run_id, step)

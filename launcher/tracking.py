@@ -36,7 +36,7 @@ from .store import (
     open_store,
     owner_alive,
 )
-from .vocabulary import FINISHED, LOCAL_ENGINES, RunStatus
+from .vocabulary import FINISHED, LOCAL_ENGINES, UNFINISHED, RunStatus
 
 # A run's own log (beside the steps' logs, runs/RUN_ID/steps/TASK/cellpipe-log.txt).
 RUN_LOGS = {"local": "prelude-log.txt", "kfp-local": "kfp-local-log.txt"}
@@ -54,7 +54,7 @@ class LocalTracker:
             return record
         if owner_alive(record.owner) is False:
             for step in record.steps.values():
-                if step.status in ("Pending", "Running"):
+                if step.status in UNFINISHED:
                     step.status = "Cancelled"
                     step.error = "the process running the run stopped"
                     self.store.update_step(record.run_id, step)
@@ -79,7 +79,7 @@ class LocalTracker:
         current = self.store.get(record.run_id) or record
         if current.status != "Succeeded":
             for step in current.steps.values():
-                if step.status in ("Pending", "Running"):
+                if step.status in UNFINISHED:
                     step.status, step.error = RunStatus.CANCELLED, "cancelled"
                     self.store.update_step(current.run_id, step)
             current.status, current.error = "Cancelled", "cancelled"

@@ -48,7 +48,7 @@ from .k8s import (
 from .store import RunRecord, RunStore, cellpipe_home, open_store
 from .training_objects import KINDS
 from .training_plan import TrainingError, TrainingOptions, TrainingPlan, plan_training
-from .vocabulary import FINISHED
+from .vocabulary import FINISHED, UNFINISHED
 
 if TYPE_CHECKING:
     from .config import CellPipe
@@ -412,7 +412,7 @@ class TrainingEngine:
         if prepare_status == "Failed":
             status = "Failed"
             error = f"a step before the trained one failed: {prepare_error}"
-        elif prepare_status in ("Pending", "Running") and status == "Pending":
+        elif prepare_status in UNFINISHED and status == "Pending":
             status = "Running" if prepare_status == "Running" else "Pending"
         if evicted and status != "Succeeded":
             error = "; ".join([*(e for e in [error] if e), *evicted])
@@ -456,7 +456,7 @@ class TrainingEngine:
         if external.get("prepare_job"):
             self._delete(core, batch, custom, namespace, "Job", external["prepare_job"])
         for step in record.steps.values():
-            if step.status in ("Pending", "Running"):
+            if step.status in UNFINISHED:
                 step.status, step.error = "Cancelled", "cancelled"
                 self.store.update_step(record.run_id, step)
         set_status(self.store, record, "Cancelled", "cancelled")

@@ -1,7 +1,9 @@
 """REST handlers under /cellpipe/api: parse, authorise, answer. The work is in core.py.
 
 Every verb is `@web.authenticated` and `@authorized` on the `cellpipe` resource (tests check
-each route in ROUTES). Errors are JSON {"message", "reason"} (and, for notebook problems, the
+each route in ROUTES): GET asks for `read`, DELETE and POST for `write`, and the routes that run
+notebook code or build an image (POST /runs, POST /builds) for `execute`, as the kernel routes
+do. Errors are JSON {"message", "reason"} (and, for notebook problems, the
 compile JSON with its `errors`), mapped from core.ApiError in one place: CellPipeHandler.
 
     POST /compile                 {"path"} | {"content", "path"?}, "yaml"?: the compile JSON
@@ -42,6 +44,9 @@ from .core import ApiError, CellPipeService
 
 AUTH_RESOURCE = "cellpipe"
 SERVICE_SETTING = "cellpipe_service"
+# What running notebook code or building an image asks of the authorizer (jupyter_server's
+# kernel routes ask the same): a hub may grant read and write without it.
+EXECUTE = "execute"
 CANCEL_WAIT_SECONDS = 10.0  # POST .../cancel answers once the run has ended, or after this
 EVENTS_POLL_SECONDS = 1.0  # runs started elsewhere (the CLI) are noticed by polling the store
 EVENTS_KEEPALIVE_SECONDS = 15.0
@@ -114,7 +119,7 @@ class RunsHandler(CellPipeHandler):
         self.answer(self.service.list_runs(self.get_query_argument("notebook", None)))
 
     @web.authenticated
-    @authorized
+    @authorized(EXECUTE)
     async def post(self) -> None:
         body = self.json_body()
         run = await asyncio.to_thread(self.service.start_run, body)
@@ -243,7 +248,7 @@ class BuildsHandler(CellPipeHandler):
         self.answer(self.service.list_builds())
 
     @web.authenticated
-    @authorized
+    @authorized(EXECUTE)
     async def post(self) -> None:
         body = self.json_body()
         build = await asyncio.to_thread(self.service.start_build, body)

@@ -20,7 +20,14 @@ from .config import CellPipe
 from .errors import Conflict
 from .local_engine import RunRequest
 from .notebooks import Prepared
-from .store import RunRecord, StepRecord, cellpipe_home, new_run_id, open_store
+from .store import (
+    RunRecord,
+    StepRecord,
+    UnavailableStore,
+    cellpipe_home,
+    new_run_id,
+    open_store_or_unavailable,
+)
 from .submitting import ClusterSubmit, SubmitCancelled, SubmitFailed
 from .vocabulary import FINISHED, KFP_LOCAL_ENGINE, UNFINISHED, RunStatus
 
@@ -60,8 +67,14 @@ class BackgroundRunner:
     ) -> None:
         self.config = config
         self.home = home or cellpipe_home()
-        self.store = open_store(self.home)
         self.log = log or logging.getLogger(__name__)
+        # A store that cannot be used does not stop the runner starting: every use of it
+        # answers with why (a StoreError), and `store_error` says so at once.
+        self.store = open_store_or_unavailable(self.home)
+        self.store_error: str | None = None
+        if isinstance(self.store, UnavailableStore):
+            self.store_error = self.store.error.message
+            self.log.error("cellpipe: %s", self.store_error)
         self._pool = ThreadPoolExecutor(config.concurrent_runs, thread_name_prefix="cellpipe-run")
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="cellpipe-run-serial")
         self._lock = threading.Lock()
@@ -71,6 +84,8 @@ class BackgroundRunner:
     def submit_cluster(self, submit: ClusterSubmit) -> RunRecord:
         """Submit a cluster run in the background: its check of the
         GPUs, its build and its submit; the placeholder record (Pending) comes back at once."""
+        if isinstance(self.store, UnavailableStore):
+            raise self.store.error
         placeholder = submit.placeholder(self.home)
         active = _Active(
             None, placeholder, placeholder.engine, None, threading.Event(), cluster=submit
@@ -93,11 +108,19 @@ class BackgroundRunner:
         """Start a run here in the background; its record (Pending) comes back at once.
         `listener` hears each step's events (from the engine's thread)."""
         assert prepared.path is not None, "a run needs the notebook's path"
+        if isinstance(self.store, UnavailableStore):
+            raise self.store.error
         pipeline, notebook = prepared.pipeline, prepared.path
         run_id = new_run_id()
         cancel = threading.Event()
         request = RunRequest(
-            pipeline, notebook, parameters, use_cache=use_cache, run_id=run_id, cancel=cancel
+            pipeline,
+            notebook,
+            parameters,
+            use_cache=use_cache,
+            run_id=run_id,
+            cancel=cancel,
+            notebook_hash=prepared.content_hash(),  # what runs: the content sent, if any
         )
         placeholder = RunRecord(
             run_id=run_id,

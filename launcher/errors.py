@@ -39,3 +39,10 @@ class ClusterUnreachable(UserError):
     """The cluster (Kubernetes, Kubeflow Pipelines) could not be asked."""
 
     reason = "cluster_error"
+
+
+class StoreError(UserError):
+    """The run store cannot be used (damaged, or written by a newer cellpipe); the message
+    names the file and what to do. The file is left as it is, never replaced."""
+
+    reason = "store_unavailable"

@@ -94,6 +94,7 @@ class KfpLocalEngine:
             [(s.name, s.task) for s in pipeline.steps],
             self.home / "runs",
             request.run_id,
+            notebook_hash=request.notebook_hash,
         )
         run_dir = Path(record.outputs)
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,9 @@ class RunRequest:
     # it under (store.new_run_id()), and an event that, once set, stops the run (Cancelled).
     run_id: str | None = None
     cancel: threading.Event | None = None
+    # The hash of what runs when it is not the saved file (unsaved content the server was
+    # sent); None: the notebook file's, as it is now.
+    notebook_hash: str | None = None
 
     def __post_init__(self) -> None:
         # Parameters not given take the notebook's defaults, as in a KFP run.
@@ -105,6 +108,7 @@ class LocalEngine:
             [(s.name, s.task) for s in pipeline.steps],
             self.home / "runs",
             request.run_id,
+            notebook_hash=request.notebook_hash,
         )
         run_dir = Path(record.outputs)
         run_dir.mkdir(parents=True, exist_ok=True)

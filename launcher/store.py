@@ -6,6 +6,10 @@ as Failed, with its error and its compiled pipeline.
 The schema is versioned (`PRAGMA user_version`); each version adds to the one before
 (`_MIGRATIONS`), so a store written by an older cellpipe is upgraded in place, under a write
 lock, whichever process opens it first. Writers wait for each other (a 30 s busy timeout).
+
+A store that cannot be used (a damaged file, one written by a newer cellpipe) is a
+`StoreError` naming the file and what to do; the file is left as it is, never replaced. A
+damaged field of one run is shown as that run's error, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import socket
 import sqlite3
 import time
 import uuid
-from contextlib import closing, suppress
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import StoreError
 
 STORE_FILE = "runs.sqlite"
 SCHEMA_VERSION = 2
@@ -111,9 +118,31 @@ def owner_alive(owner: str | None) -> bool | None:
     return _process_start(int(pid_text)) == start
 
 
+def store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """The words for a store SQLite cannot use: damaged, or only busy."""
+    said = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in said:
+        return StoreError(f"the run store {path} is busy ({said}); try again in a moment")
+    return StoreError(
+        f"the run store {path} is damaged ({said}). cellpipe leaves it as it is: move it aside "
+        f"(mv {path} {path}.damaged) and a new, empty store is made at the next run, or put "
+        "back a copy from a backup; deleting cache/ beside it is always safe"
+    )
+
+
 def open_store(home: Path | None = None) -> RunStore:
     """The run store of `home` (default: cellpipe_home()): HOME/runs.sqlite."""
     return RunStore((home or cellpipe_home()) / STORE_FILE)
+
+
+def open_store_or_unavailable(home: Path | None = None) -> RunStore:
+    """The run store of `home`, or, when it cannot be used, one that answers every use with
+    why (for a long-lived process, the server, that must start anyway and say so)."""
+    path = (home or cellpipe_home()) / STORE_FILE
+    try:
+        return RunStore(path)
+    except StoreError as exc:
+        return UnavailableStore(path, exc)
 
 
 class ResultError(LookupError):
@@ -213,6 +242,36 @@ class RunRecord:
         }
 
 
+class _Fields:
+    """Reads a row's fields, keeping the names of those that are damaged (not what the
+    schema says) instead of failing on them."""
+
+    def __init__(self) -> None:
+        self.damaged: list[str] = []
+
+    def text(self, name: str, value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        self.damaged.append(name)
+        return "" if value is None else str(value)
+
+    def number(self, name: str, value: Any) -> float | None:
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return value
+        self.damaged.append(name)
+        return None
+
+    def mapping(self, name: str, value: Any) -> dict[str, Any]:
+        try:
+            decoded = json.loads(value)
+        except (TypeError, ValueError):
+            decoded = None
+        if isinstance(decoded, dict):
+            return decoded
+        self.damaged.append(name)
+        return {}
+
+
 class RunStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cellpipe_home() / "runs.sqlite"
@@ -220,8 +279,16 @@ class RunStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        with closing(self._connect()) as db:
-            if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        with self._using(transaction=False) as db:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the run store {self.path} was written by a newer cellpipe (schema "
+                    f"{found}; this cellpipe knows up to {SCHEMA_VERSION}): upgrade cellpipe, "
+                    "or set CELLPIPE_HOME to another folder to use this version"
+                )
+            if found == SCHEMA_VERSION:
+                self._check_tables(db)
                 return
             db.isolation_level = None  # explicit transactions: the schema under one write lock
             db.execute("BEGIN IMMEDIATE")
@@ -242,10 +309,29 @@ class RunStore:
                 db.execute("ROLLBACK")
                 raise
 
+    def _check_tables(self, db: sqlite3.Connection) -> None:
+        """A store at the current schema has its tables (a damaged one may not)."""
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"runs", "steps"} <= tables:
+            raise sqlite3.DatabaseError("its tables are missing")
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
         db.execute("PRAGMA foreign_keys = ON")
         return db
+
+    @contextmanager
+    def _using(self, transaction: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection (in a transaction unless told not), its SQLite errors as StoreError."""
+        try:
+            with closing(self._connect()) as db:
+                if transaction:
+                    with db:
+                        yield db
+                else:
+                    yield db
+        except sqlite3.DatabaseError as exc:
+            raise store_error(self.path, exc) from None
 
     def create(
         self,
@@ -290,7 +376,7 @@ class RunStore:
             owner=process_owner(),
         )
         record.updated = record.created
-        with closing(self._connect()) as db, db:
+        with self._using() as db:
             db.execute(
                 "INSERT INTO runs (run_id, notebook, pipeline, engine, status, created, "
                 "parameters, outputs, notebook_hash, image, compiled, gpus, external, links, "
@@ -322,7 +408,7 @@ class RunStore:
 
     def update_run(self, record: RunRecord) -> None:
         record.updated = time.time()
-        with closing(self._connect()) as db, db:
+        with self._using() as db:
             db.execute(
                 "UPDATE runs SET status = ?, finished = ?, metrics = ?, error = ?, image = ?, "
                 "compiled = ?, gpus = ?, external = ?, links = ?, updated = ? WHERE run_id = ?",
@@ -342,7 +428,7 @@ class RunStore:
             )
 
     def update_step(self, run_id: str, step: StepRecord) -> None:
-        with closing(self._connect()) as db, db:
+        with self._using() as db:
             db.execute(
                 "UPDATE steps SET status = ?, cached = ?, seconds = ?, error = ?, details = ?, "
                 "outputs = ? WHERE run_id = ? AND task = ?",
@@ -359,7 +445,7 @@ class RunStore:
             )
 
     def get(self, run_id: str) -> RunRecord | None:
-        with closing(self._connect()) as db:
+        with self._using(transaction=False) as db:
             row = db.execute(
                 "SELECT run_id, notebook, pipeline, engine, status, created, outputs, "
                 "parameters, metrics, finished, error, notebook_hash, image, compiled, gpus, "
@@ -373,34 +459,51 @@ class RunStore:
                 "FROM steps WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             ).fetchall()
+        fields = _Fields()
         record = RunRecord(
-            run_id=row[0],
-            notebook=row[1],
-            pipeline=row[2],
-            engine=row[3],
-            status=row[4],
-            created=row[5],
-            outputs=row[6],
-            parameters=json.loads(row[7]),
-            metrics=json.loads(row[8]),
-            finished=row[9],
-            error=row[10],
-            notebook_hash=row[11],
-            image=row[12],
-            compiled=row[13],
-            gpus=json.loads(row[14]),
-            external=json.loads(row[15]),
-            links=json.loads(row[16]),
-            owner=row[17],
-            updated=row[18],
+            run_id=str(row[0]),
+            notebook=fields.text("notebook", row[1]),
+            pipeline=fields.text("pipeline", row[2]),
+            engine=fields.text("engine", row[3]),
+            status=fields.text("status", row[4]),
+            created=fields.number("created", row[5]) or 0.0,
+            outputs=fields.text("outputs", row[6]),
+            parameters=fields.mapping("parameters", row[7]),
+            metrics=fields.mapping("metrics", row[8]),
+            finished=fields.number("finished", row[9]),
+            error=row[10] if isinstance(row[10], str) else None,
+            notebook_hash=row[11] if isinstance(row[11], str) else None,
+            image=row[12] if isinstance(row[12], str) else None,
+            compiled=row[13] if isinstance(row[13], str) else None,
+            gpus=fields.mapping("gpus", row[14]),
+            external=fields.mapping("external", row[15]),
+            links=fields.mapping("links", row[16]),
+            owner=row[17] if isinstance(row[17], str) else None,
+            updated=fields.number("updated", row[18]),
         )
         record.steps = {
-            s[0]: StepRecord(s[0], s[1], s[2], bool(s[3]), s[4], s[5], s[6], s[7]) for s in steps
+            str(s[0]): StepRecord(
+                str(s[0]),
+                str(s[1]),
+                fields.text("step status", s[2]),
+                bool(s[3]),
+                fields.number("step seconds", s[4]),
+                s[5],
+                s[6],
+                s[7],
+            )
+            for s in steps
         }
+        if fields.damaged:
+            note = (
+                f"the run store's record of this run is damaged ({', '.join(fields.damaged)} "
+                f"could not be read, shown empty; the store: {self.path})"
+            )
+            record.error = f"{record.error}\n{note}" if record.error else note
         return record
 
     def list(self, notebook: str | None = None) -> list[RunRecord]:
-        with closing(self._connect()) as db:
+        with self._using(transaction=False) as db:
             query = "SELECT run_id FROM runs"
             args: tuple[str, ...] = ()
             if notebook is not None:
@@ -418,10 +521,21 @@ class RunStore:
         record = self.get(run_id)
         if record is None:
             return None
-        with closing(self._connect()) as db, db:
+        with self._using() as db:
             db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         outputs = Path(record.outputs)
         if outputs.name == run_id and outputs.is_dir() and not outputs.is_symlink():
             shutil.rmtree(outputs)
         return record
+
+
+class UnavailableStore(RunStore):
+    """Stands for a store that cannot be used: every use raises the StoreError it had."""
+
+    def __init__(self, path: Path, error: StoreError) -> None:
+        self.path = path
+        self.error = error
+
+    def _connect(self) -> sqlite3.Connection:
+        raise self.error

@@ -47,6 +47,7 @@ class ApiError(Exception):
         "not_cancellable": 409,
         "not_started_here": 409,
         "cluster_error": 502,
+        "store_unavailable": 503,
     }
 
     def __init__(self, status: int, reason: str, message: str, **extra: Any) -> None:
@@ -432,4 +433,6 @@ class CellPipeService:
             **public,
             "vocabulary": self.config.vocabulary(),
             "capabilities": ["builds"],
+            # why the run routes answer 503 (a damaged run store), None when they work
+            "store_error": self.runs.store_error,
         }

@@ -12,6 +12,7 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
+from cellpipe.launcher.errors import StoreError
 from cellpipe.launcher.store import SCHEMA_VERSION, RunStore
 from cellpipe.launcher.tracking import LocalTracker, find_run
 from tests.notebooks import notebook, write
@@ -175,3 +176,88 @@ def test_status_logs_cancel_and_delete_of_a_local_run_from_another_process(
     assert final["steps"]["wait"]["status"] == "Cancelled"
     deleted = cellpipe("delete", run_id, env=env)
     assert deleted.returncode == 0 and not (tmp_path / "home" / "runs" / run_id).exists()
+
+
+# --- a damaged store (issue 16: runs under faults) ---------------------------------------------
+
+
+def _cli_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CELLPIPE_HOME": str(tmp_path / "home"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter"),
+    }
+
+
+def _damaged_stores(tmp_path: Path) -> dict[str, Path]:
+    """A file that is not SQLite, one cut short, and one written by a newer cellpipe."""
+    stores = {}
+    garbage = tmp_path / "garbage" / "runs.sqlite"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"this is not a database\n" * 200)
+    stores["garbage"] = garbage
+    truncated = tmp_path / "truncated" / "runs.sqlite"
+    full = RunStore(truncated)
+    for n in range(200):
+        full.create("/nb.ipynb", "p" * 200, "local", {"n": n}, [("a", "a")], tmp_path, f"r{n}")
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    stores["truncated"] = truncated
+    newer = tmp_path / "newer" / "runs.sqlite"
+    RunStore(newer)
+    with sqlite3.connect(newer) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    stores["newer"] = newer
+    return stores
+
+
+def test_a_damaged_store_is_a_clear_error_naming_the_file_and_kept_as_it_is(
+    tmp_path: Path,
+) -> None:
+    for kind, path in _damaged_stores(tmp_path).items():
+        before = path.read_bytes()
+        try:
+            store = RunStore(path)
+            store.list()
+        except StoreError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError(f"a {kind} store was used without an error")
+        assert str(path) in message, message
+        if kind == "newer":
+            assert "newer cellpipe" in message and "upgrade" in message
+        else:
+            assert "damaged" in message and "move it aside" in message
+        assert path.read_bytes() == before, f"the {kind} store was changed"
+        assert sorted(p.name for p in path.parent.iterdir()) == ["runs.sqlite"]
+
+
+def test_the_cli_says_what_is_wrong_with_a_damaged_store_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = _cli_env(tmp_path)
+    store = tmp_path / "home" / "runs.sqlite"
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"\0garbage" * 100)
+    for command in (["runs"], ["status", "abc"]):
+        result = cellpipe(*command, env=env)
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stderr
+        assert str(store) in result.stderr and "move it aside" in result.stderr
+
+
+def test_a_malformed_row_is_shown_with_what_is_wrong_not_a_traceback(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    good = store.create("/nb.ipynb", "p", "local", {"n": 1}, [("a", "a")], tmp_path, "good")
+    store.create("/nb.ipynb", "p", "local", {"n": 2}, [("a", "a")], tmp_path, "bad")
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "UPDATE runs SET parameters = '{not json', metrics = '[1', created = 'soon', "
+            "gpus = 'null' WHERE run_id = 'bad'"
+        )
+    bad = store.get("bad")
+    assert bad is not None
+    assert bad.parameters == {} and bad.metrics == {} and bad.gpus == {}
+    assert "damaged" in (bad.error or "") and "parameters" in (bad.error or "")
+    assert {r.run_id for r in store.list()} == {"good", "bad"}
+    assert store.get("good") == good

@@ -9,6 +9,7 @@ BackgroundRunner (builds: builds.py) and is answered at once with its id.
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,7 +243,8 @@ class CellPipeService:
             os_path = resolve_notebook(
                 self.root, notebook, allow_hidden=self.allow_hidden, must_exist=False
             ).os_path
-        return {"runs": [self.run_json(r) for r in self.runs.records(os_path)]}
+        records = [r for r in self.runs.records(os_path) if self._under_root(r)]
+        return {"runs": [self.run_json(r) for r in records]}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """GET /runs/ID. A cluster run's status is asked of its engine first (as `cellpipe
@@ -268,10 +270,15 @@ class CellPipeService:
             return f"{type(exc).__name__}: {exc}"
 
     def _record(self, run_id: str) -> RunRecord:
+        """The run `run_id`, if its notebook is under the root: the runs the CLI made of
+        notebooks elsewhere are not this server's to show or change (404, as if none)."""
         record = self.runs.get(run_id)
-        if record is None:
+        if record is None or not self._under_root(record):
             raise ApiError(404, "not_found", f"no run {run_id}")
         return record
+
+    def _under_root(self, record: RunRecord) -> bool:
+        return Path(os.path.normpath(record.notebook)).is_relative_to(self.root)
 
     def run_json(self, record: RunRecord) -> dict[str, Any]:
         """The run as the CLI's --format json shows it, plus its notebook's API path (and,

@@ -303,9 +303,10 @@ class CellPipe(Configurable):
         return bool(getattr(self.engine_class(name), "trains_one_step", False))
 
     def public(self) -> dict[str, Any]:
-        """Every setting except the secrets, as JSON."""
+        """Every setting except the secrets, as JSON; an address shown without the
+        `user:password@` it may carry."""
         return {
-            name: getattr(self, name)
+            name: without_credentials(getattr(self, name))
             for name, trait in sorted(self.traits(config=True).items())
             if not trait.metadata.get("secret")
         }
@@ -362,3 +363,17 @@ def load_config() -> CellPipe:
         return CellPipe(config=merged)
     except TraitError as exc:
         raise UserError(f"Jupyter configuration: {exc}") from None
+
+
+def without_credentials(value: Any) -> Any:
+    """A URL without the `user:password@` in its authority (`https://u:p@host/x` is
+    `https://host/x`); any other value as it is."""
+    if not isinstance(value, str) or "@" not in value or "://" not in value:
+        return value
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # not a URL after all: shown as it is
+        return value
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from cellpipe.launcher.background import BackgroundRunner
 from cellpipe.launcher.build import BuildRequest
-from cellpipe.launcher.config import CellPipe
+from cellpipe.launcher.config import CellPipe, without_credentials
 from cellpipe.launcher.errors import Conflict, UserError
 from cellpipe.launcher.gpus import gpu_inventory
 from cellpipe.launcher.k8s import KubeSettings
@@ -33,6 +33,7 @@ from cellpipe.runtime.version import VERSION as __version__
 from . import API_NAMESPACE
 from .builds import BuildManager
 from .cluster import check_kfp_host, submit_choices, text_field
+from .fields import check_fields
 
 
 class ApiError(Exception):
@@ -135,6 +136,7 @@ class CellPipeService:
     def compile(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST /compile: {"path"} or {"content", "path"?}, optional "registry", "base_image",
         "yaml" (true: the KFP pipeline YAML too)."""
+        check_fields(body, "compile")
         prepared = self._prepared(body, local_only=False)
         result: dict[str, Any] = prepared.pipeline.to_json()
         if body.get("yaml"):
@@ -182,9 +184,8 @@ class CellPipeService:
         "builder"? (append | engine), "namespace"?, "experiment"? (kfp); "step"?, "workers"?,
         "gpus_per_worker"?, "gpu_type"?, "pvc"?, "storage_size"?, "storage_class"?, "runtime"?
         (training engines)."""
+        check_fields(body, "runs")
         engine = body.get("engine") or self.config.default_engine
-        if not isinstance(engine, str):
-            raise ApiError(400, "bad_request", "'engine' must be text")
         self._check_offered(engine)
         if body.get("path") is None:
             raise ApiError(400, "bad_path", "name the notebook: a run needs its 'path'")
@@ -284,6 +285,8 @@ class CellPipeService:
         """The run as the CLI's --format json shows it, plus its notebook's API path (and,
         while this server submits a cluster run, its `progress` messages so far)."""
         result: dict[str, Any] = record.to_json()
+        for key in ("external", "links"):  # a KFP address, never with its credentials
+            result[key] = {k: without_credentials(v) for k, v in (result.get(key) or {}).items()}
         notebook = Path(record.notebook)
         result["path"] = (
             notebook.relative_to(self.root).as_posix()
@@ -371,12 +374,9 @@ class CellPipeService:
         kaniko), "base"?, "max_file_size"? (MB)}; defaults from metadata.cellpipe, then
         c.CellPipe (registry, base_image, builder). The build goes on in the background;
         kaniko writes its Job and context to cellpipe-build/ beside the notebook."""
-        for key in ("registry", "base", "builder"):
-            text_field(body, key)
+        check_fields(body, "builds")
         builder = self.config.builder_for(body.get("builder") or None)
         size = body.get("max_file_size")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))):
-            raise ApiError(400, "bad_request", "'max_file_size' must be a number of MB")
         if body.get("path") is None:
             raise ApiError(400, "bad_path", "name the notebook: a build needs its 'path'")
         base = body.get("base") or None

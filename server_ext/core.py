@@ -130,7 +130,9 @@ class CellPipeService:
         self.log = log or logging.getLogger(__name__)
         self.runs = BackgroundRunner(config, log=self.log)
         self.tracking = Runs(config, home=self.runs.home, store=self.runs.store)
-        self.builds = BuildManager(config.builders, log=self.log)
+        self.builds = BuildManager(
+            config.builders, log=self.log, folder=self.runs.home / "builds", root=self.root
+        )
 
     # -- compile ----------------------------------------------------------------------------
     def compile(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -409,12 +411,13 @@ class CellPipeService:
             raise ApiError(
                 404,
                 "not_found",
-                f"no build {build_id} (builds are kept in the server's memory until it stops)",
+                f"no build {build_id}",
             )
         return build
 
     def list_builds(self) -> dict[str, Any]:
-        """GET /builds: the builds this server process knows, newest first."""
+        """GET /builds: the builds of notebooks under the root, newest first (kept across
+        restarts: the last ones)."""
         return {"builds": self.builds.list()}
 
     # -- the rest ---------------------------------------------------------------------------

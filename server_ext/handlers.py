@@ -16,7 +16,8 @@ compile JSON with its `errors`), mapped from core.ApiError in one place: CellPip
     POST /runs/ID/cancel          200 {run} once ended, 202 while it stops
     GET  /runs/ID/logs[?step=S]   {"text", "source", ...}: local files, or the cluster's pods
     GET  /runs/ID/events          server-sent events: `run` on every change, then `end`
-    GET  /builds                  {"builds": [...]}: this server process's builds, newest first
+    GET  /builds                  {"builds": [...]}: builds of notebooks under the root, newest
+                                  first (kept in CELLPIPE_HOME/builds, across restarts)
     POST /builds                  202 {build}: {"path", "registry"?, "builder"?, "base"?}
     GET  /builds/ID               the build: status, progress, result (`cellpipe build
                                   --format json`), error

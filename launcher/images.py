@@ -24,7 +24,7 @@ from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
 from cellpipe.runtime.version import VERSION as __version__
 
-from .requirements import Requirements
+from .requirements import Requirements, confined
 
 ROOT = "/cellpipe"
 VENV = f"{ROOT}/venv"
@@ -111,8 +111,9 @@ def plan_image(
     for baked in requirements.local_modules + requirements.files:
         source = folder / baked.path.rstrip("/")
         paths = sorted(source.rglob("*.py")) if source.is_dir() else [source]
-        for path in paths:
-            files[f"{WORKDIR}/{path.relative_to(folder).as_posix()}"] = path.read_bytes()
+        for path in paths:  # read through links inside the folder only (checked again here)
+            content = confined(path, folder, baked.why).read_bytes()
+            files[f"{WORKDIR}/{path.relative_to(folder).as_posix()}"] = content
     labels = {
         **code_labels(pipeline),
         f"{LABEL_PREFIX}.pinned-with-python": requirements.python_version,

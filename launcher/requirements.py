@@ -10,6 +10,14 @@ Sources, in order of precedence for the same distribution:
 Standard-library modules are left out; modules that are files beside the notebook are local
 and go into the image with the files the notebook names, up to a size limit. Nothing is left
 out silently: each thing found says why, and each thing not taken says so with a hint.
+
+The notebook and its folder may come from anyone, so what reaches pip is a requirement
+specifier (PEP 508) and nothing else: no pip option (an index, a trusted host, `-r FILE`), no
+line break hiding one, no URL but https (`NAME @ https://...`); a line of the notebook's list or
+of requirements.txt that is anything else is a RequirementError naming it. Local modules and
+files are taken only from inside the notebook's folder (a link out of it is an error naming
+it), and the kernel's packages are read by a Python started in an empty folder with its path
+isolated, so nothing in the notebook's folder runs while they are read.
 """
 
 from __future__ import annotations
@@ -20,11 +28,17 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as Specifier
+
 from cellpipe.converter.model import Pipeline
+
+from .errors import UserError
 
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 # The runtime's own needs in the image: kfp's executor runs every step; cloudpickle hands on
@@ -54,6 +68,42 @@ for name in modules:
     found[name] = entry
 print(json.dumps({"python": "%d.%d.%d" % sys.version_info[:3], "modules": found}))
 """
+
+
+class RequirementError(UserError):
+    """A requirement line, local module or file the image cannot take; the message names it."""
+
+    reason = "bad_requirement"
+
+
+# What a `NAME @ URL` requirement may fetch: over https only (a file: URL would bake files of
+# the building machine into the image; plain http can be changed on the way).
+URL_SCHEMES = ("https://", "git+https://")
+
+
+def requirement_problem(text: str) -> str | None:
+    """None when `text` is a requirement specifier pip may be given (PEP 508); else what it
+    is instead, in words for people."""
+    if not text.strip():
+        return "is empty"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        return "holds a line break or control character (one requirement per line)"
+    if text.lstrip().startswith("-"):
+        return (
+            "is a pip option, not a requirement: cellpipe gives pip requirement specifiers "
+            "only (indexes and trusted hosts are the building machine's pip configuration)"
+        )
+    try:
+        specifier = Specifier(text)
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0]
+        return (
+            "is not a requirement specifier (PEP 508: NAME[extras] VERSIONS; MARKERS, or "
+            f"NAME @ https://URL): {first}"
+        )
+    if specifier.url is not None and not specifier.url.startswith(URL_SCHEMES):
+        return "names a URL cellpipe does not fetch: only https:// and git+https:// URLs"
+    return None
 
 
 @dataclass
@@ -147,13 +197,18 @@ def imported_modules(pipeline: Pipeline) -> dict[str, str]:
 
 
 def _probe(python: str, modules: list[str]) -> dict[str, Any]:
-    result = subprocess.run(
-        [python, "-c", _PROBE],
-        input=json.dumps(modules),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """What the kernel's Python has of `modules`. It starts in an empty folder with its path
+    isolated (-I: no current folder, no PYTHON* variables, no user site-packages), so that a
+    `json.py` beside the notebook, or in the folder cellpipe was started from, never runs."""
+    with tempfile.TemporaryDirectory(prefix="cellpipe-probe-") as neutral:
+        result = subprocess.run(
+            [python, "-I", "-c", _PROBE],
+            input=json.dumps(modules),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=neutral,
+        )
     if result.returncode != 0:
         raise RuntimeError(f"cannot read the packages of {python}: {result.stderr.strip()}")
     probed: dict[str, Any] = json.loads(result.stdout)
@@ -162,15 +217,36 @@ def _probe(python: str, modules: list[str]) -> dict[str, Any]:
 
 def _requirements_file(path: Path, warnings: list[str]) -> list[str]:
     lines = []
-    for raw in path.read_text().splitlines():
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("-"):
             warnings.append(f"{path.name}: {line!r} is a pip option cellpipe does not carry")
             continue
+        problem = requirement_problem(line)
+        if problem is not None:
+            raise RequirementError(f"{path.name} line {number} {line!r} {problem}")
         lines.append(line)
     return lines
+
+
+def _metadata_requirements(notebook: dict[str, Any]) -> list[str]:
+    """metadata.cellpipe.requirements: a list of requirement specifiers, each checked."""
+    ours = (notebook.get("metadata") or {}).get("cellpipe") or {}
+    given = ours.get("requirements") if isinstance(ours, dict) else None
+    if given is None:
+        return []
+    where = "metadata.cellpipe.requirements"
+    if not isinstance(given, list):
+        raise RequirementError(f"{where} must be a list of requirement specifiers (PEP 508)")
+    for index, spec in enumerate(given, 1):
+        if not isinstance(spec, str):
+            raise RequirementError(f"{where}[{index}] {spec!r} is not text: write a specifier")
+        problem = requirement_problem(spec)
+        if problem is not None:
+            raise RequirementError(f"{where}[{index}] {spec!r} {problem}")
+    return list(given)
 
 
 def find_requirements(
@@ -191,14 +267,21 @@ def find_requirements(
         name = requirement_name(spec) or spec
         chosen.setdefault(name, Requirement(name, spec, source))
 
-    metadata = notebook.get("metadata", {}).get("cellpipe", {}).get("requirements", [])
-    for spec in metadata if isinstance(metadata, list) else []:
-        take(str(spec), "metadata.cellpipe.requirements")
+    for spec in _metadata_requirements(notebook):
+        take(spec, "metadata.cellpipe.requirements")
     requirements_txt = folder / "requirements.txt"
     if requirements_txt.is_file():
+        confined(requirements_txt, folder, "requirements.txt beside the notebook")
         for spec in _requirements_file(requirements_txt, found.warnings):
             take(spec, "requirements.txt")
     for spec in pipeline.requirements:
+        problem = requirement_problem(spec)
+        if problem is not None:
+            found.warnings.append(
+                f"a pip install line in the notebook: {spec!r} {problem}; it is not carried "
+                "into the image (write NAME @ https://URL in metadata.cellpipe.requirements)"
+            )
+            continue
         take(spec, "a pip install line in the notebook")
     for module, where in imports.items():
         _take_import(module, where, probed["modules"][module], folder, found, take)
@@ -222,6 +305,8 @@ def _take_import(
     local = [p for p in (folder / f"{module}.py", folder / module) if p.exists()]
     if local:
         path = local[0]
+        for file in [path, *(sorted(path.rglob("*.py")) if path.is_dir() else [])]:
+            confined(file, folder, where)
         size = sum(f.stat().st_size for f in path.rglob("*.py")) if path.is_dir() else None
         found.local_modules.append(
             BakedFile(
@@ -240,6 +325,20 @@ def _take_import(
         return
     for dist, version in probe["distributions"].items():
         take(f"{dist}=={version}", f"{where}: {dist} {version} is installed in the kernel")
+
+
+def confined(path: Path, folder: Path, why: str) -> Path:
+    """`path` (beside the notebook) resolved, when it stays inside the notebook's `folder`;
+    a RequirementError naming it when it, or a link on the way, leads out."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(folder):
+        return resolved
+    name = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)
+    raise RequirementError(
+        f"{why}: {name} is a link to a file outside the notebook's folder, which cellpipe "
+        "does not bake into an image; copy what it needs into the folder, or install it as a "
+        "package"
+    )
 
 
 def _runtime_requirements(found: Requirements, take: Any) -> None:

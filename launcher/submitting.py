@@ -33,6 +33,7 @@ from .gpus import GpuChoiceError, GpuType, apply_gpu_choices, configured_types
 from .k8s import ClusterError, KubeSettings
 from .notebooks import Prepared
 from .registry import RegistryError
+from .requirements import RequirementError
 from .store import RunRecord, RunStore, StepRecord, new_run_id
 from .training import TrainingError
 from .vocabulary import FINISHED, KANIKO_BUILDER, RunStatus
@@ -198,7 +199,7 @@ def build(
     with BUILD_LOCK:
         try:
             return build_image(request, say, config.builders)
-        except (BuildError, RegistryError) as exc:
+        except (BuildError, RegistryError, RequirementError) as exc:
             raise SubmitFailed(
                 f"{name or request.notebook_path}: {exc}", reason="build_failed"
             ) from None

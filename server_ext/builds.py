@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cellpipe.launcher.build import BuildError, BuildRequest, build_image
+from cellpipe.launcher.errors import UserError
 from cellpipe.launcher.registry import RegistryError
 from cellpipe.launcher.store import owner_alive, process_owner
 from cellpipe.launcher.submitting import BUILD_LOCK
@@ -219,7 +220,7 @@ class BuildManager:
                 results = build_image(
                     request, lambda message: self._say(build, message), self.builders
                 )
-            except (BuildError, RegistryError) as exc:  # the user's to fix: the CLI's words
+            except (BuildError, RegistryError, UserError) as exc:  # the user's: the CLI's words
                 self._end(build, RunStatus.FAILED, error=f"{build.path}: {exc}")
             except BaseException as exc:  # a fault: kept with the build, traceback in the log
                 self.log.exception("cellpipe: build %s failed", build.build_id)

@@ -16,8 +16,8 @@ specifier (PEP 508) and nothing else: no pip option (an index, a trusted host, `
 line break hiding one, no URL but https (`NAME @ https://...`); a line of the notebook's list or
 of requirements.txt that is anything else is a RequirementError naming it. Local modules and
 files are taken only from inside the notebook's folder (a link out of it is an error naming
-it), and the kernel's packages are read by a Python started in an empty folder with its path
-isolated, so nothing in the notebook's folder runs while they are read.
+it), and the kernel's packages are read by a Python started in an empty folder, so nothing in
+the notebook's folder runs while they are read.
 """
 
 from __future__ import annotations
@@ -197,12 +197,13 @@ def imported_modules(pipeline: Pipeline) -> dict[str, str]:
 
 
 def _probe(python: str, modules: list[str]) -> dict[str, Any]:
-    """What the kernel's Python has of `modules`. It starts in an empty folder with its path
-    isolated (-I: no current folder, no PYTHON* variables, no user site-packages), so that a
-    `json.py` beside the notebook, or in the folder cellpipe was started from, never runs."""
+    """What the kernel's Python has of `modules`. It starts in a new, empty folder, so that
+    what `python -c` puts first on its path (the current folder) holds nothing: a `json.py`
+    beside the notebook, or in the folder cellpipe was started from, never runs. (Not `-I`:
+    that would hide the user's own site-packages, where a hub's users install packages.)"""
     with tempfile.TemporaryDirectory(prefix="cellpipe-probe-") as neutral:
         result = subprocess.run(
-            [python, "-I", "-c", _PROBE],
+            [python, "-c", _PROBE],
             input=json.dumps(modules),
             capture_output=True,
             text=True,

@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .images_ref import reference_problem
 from .model import GpuRequest, SecretEnv, VolumeMount
 
 Role = Literal["step", "imports", "functions", "parameters", "metrics", "skip"]
@@ -145,8 +146,11 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
     elif key == "limit":
         _apply_kale_limit(parsed, tag, value, gpu_resource)
     elif key == "image":
-        if not value.strip() or any(ch.isspace() for ch in value):
-            parsed.errors.append(f"tag {tag!r}: write image:REF with an image reference")
+        problem = reference_problem(value)
+        if problem is not None:
+            parsed.errors.append(
+                f"tag {tag!r}: write image:REF with an image reference ({problem})"
+            )
         else:
             parsed.image = value
     elif key == "retries":

@@ -47,7 +47,7 @@ def dockerfile(plan: ImagePlan) -> str:
     env = dict(plan.env)
     env_lines = "\n".join(f"ENV {k}={v}" for k, v in env.items())
     env_lines += f"\nENV PATH={VENV}/bin:$PATH"
-    return DOCKERFILE.format(base=plan.base, venv=VENV, env=env_lines)
+    return DOCKERFILE.format(base=plan.dockerfile_base(), venv=VENV, env=env_lines)
 
 
 def write_context(plan: ImagePlan, context: Path, wheels: Path) -> None:

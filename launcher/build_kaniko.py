@@ -49,7 +49,7 @@ def kaniko_dockerfile(plan: ImagePlan) -> str:
     env += f"\nENV PATH={VENV}/bin:$PATH"
     # JSON string quoting is what a Dockerfile's double-quoted values accept.
     labels = "\n".join(f"LABEL {k}={json.dumps(v)}" for k, v in sorted(plan.labels.items()))
-    return KANIKO_DOCKERFILE.format(base=plan.base, venv=VENV, env=env, labels=labels)
+    return KANIKO_DOCKERFILE.format(base=plan.dockerfile_base(), venv=VENV, env=env, labels=labels)
 
 
 def context_archive(plan: ImagePlan) -> bytes:

@@ -24,6 +24,7 @@ from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
 from cellpipe.runtime.version import VERSION as __version__
 
+from .registry import checked_reference
 from .requirements import Requirements, confined
 
 ROOT = "/cellpipe"
@@ -73,6 +74,11 @@ class ImagePlan:
     @property
     def tag(self) -> str:
         return hashlib.sha256(f"{self.deps_key}:{self.code_key}".encode()).hexdigest()[:16]
+
+    def dockerfile_base(self) -> str:
+        """The base, for a Dockerfile's `FROM`: checked to be one image reference (a line
+        break there would add an instruction of the notebook's choosing)."""
+        return checked_reference(self.base, "the base image")
 
     @property
     def repository(self) -> str:

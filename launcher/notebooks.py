@@ -20,6 +20,8 @@ from cellpipe.converter import (
     compile_yaml,
     read_notebook,
 )
+from cellpipe.converter.images_ref import reference_problem, registry_problem
+from cellpipe.converter.model import Diagnostic
 from cellpipe.converter.params import ParameterError, given_values, parameter_values
 
 from .config import CellPipe
@@ -154,7 +156,36 @@ def prepare(
         local_only=local_only,
     )
     pipeline = build_pipeline(notebook, name, options)
+    pipeline.diagnostics.extend(image_errors(pipeline))
     return Prepared(pipeline, notebook, path, name, options, content_given)
+
+
+def image_errors(pipeline: Pipeline) -> list[Diagnostic]:
+    """The base image and the registry the pipeline ends up with (from an option, its
+    metadata.cellpipe or c.CellPipe), checked by the OCI reference grammar before anything
+    uses them (a Dockerfile's FROM, a manifest, a Job); `image:` tags are checked as they
+    are read."""
+    settings = pipeline.settings
+    errors = []
+    base_problem = reference_problem(settings.base_image) if settings.base_image else None
+    if base_problem is not None:
+        errors.append(
+            Diagnostic(
+                f"the base image {settings.base_image!r} is not an image reference: "
+                f"{base_problem}; name one like python:3.11-slim (--base, 'base', "
+                "metadata.cellpipe.base_image or c.CellPipe.base_image)"
+            )
+        )
+    registry_error = registry_problem(settings.registry) if settings.registry else None
+    if registry_error is not None:
+        errors.append(
+            Diagnostic(
+                f"the registry {settings.registry!r} is not a registry (HOST[:PORT][/PATH]): "
+                f"{registry_error} (--registry, 'registry', metadata.cellpipe.registry or "
+                "c.CellPipe.registry)"
+            )
+        )
+    return errors
 
 
 def prepare_file(path: Path, config: CellPipe, **choices: Any) -> Prepared:

@@ -21,6 +21,10 @@ from typing import IO, Any
 
 import requests
 
+from cellpipe.converter.images_ref import parse_reference, reference_problem, registry_problem
+
+from .errors import UserError
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -44,21 +48,20 @@ class ImageRef:
 
     @classmethod
     def parse(cls, text: str) -> ImageRef:
-        rest, _, digest_text = text.partition("@")
-        digest = digest_text or None
-        tag = None
-        slash = rest.rfind("/")
-        colon = rest.rfind(":")
-        if colon > slash:
-            rest, tag = rest[:colon], rest[colon + 1 :]
-        first, _, remainder = rest.partition("/")
-        if remainder and ("." in first or ":" in first or first == "localhost"):
-            registry, repository = first, remainder
+        """`text` read by the OCI reference grammar (cellpipe.converter.images_ref); Docker
+        Hub's short names (`python:3.11`) as Docker reads them; a RegistryError when it is not
+        one reference."""
+        try:
+            name = parse_reference(text)
+        except ValueError as exc:
+            raise RegistryError(f"{text!r} is not a valid image reference: {exc}") from None
+        if name.domain is not None:
+            registry, repository = name.domain, name.path
         else:  # Docker Hub's short names
-            registry, repository = "docker.io", rest if "/" in rest else f"library/{rest}"
-        if not re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*", repository):
-            raise RegistryError(f"{text!r} is not a valid image reference")
-        return cls(registry, repository, tag if tag or digest else "latest", digest)
+            registry = "docker.io"
+            repository = name.path if "/" in name.path else f"library/{name.path}"
+        tag = name.tag if name.tag or name.digest else "latest"
+        return cls(registry, repository, tag, name.digest)
 
     @property
     def reference(self) -> str:
@@ -72,6 +75,27 @@ class ImageRef:
         if self.tag:
             name += f":{self.tag}"
         return f"{name}@{self.digest}" if self.digest else name
+
+
+def checked_reference(text: str, what: str = "the image") -> str:
+    """`text` when it is one image reference (the OCI grammar); else a UserError saying
+    `what` it was meant to be and what is wrong. Every reference cellpipe is given (a base
+    image, `--image`) passes here before it is used."""
+    problem = reference_problem(text)
+    if problem is not None:
+        raise UserError(f"{what} {text!r} is not an image reference: {problem}", reason="bad_image")
+    return text
+
+
+def checked_registry(text: str, what: str = "the registry") -> str:
+    """`text` when it is a place to push images to (HOST[:PORT][/PATH]); else a UserError."""
+    problem = registry_problem(text)
+    if problem is not None:
+        raise UserError(
+            f"{what} {text!r} is not a registry (HOST[:PORT][/PATH]): {problem}",
+            reason="bad_image",
+        )
+    return text
 
 
 def sha256_digest(data: bytes) -> str:

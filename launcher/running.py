@@ -15,6 +15,7 @@ from .errors import UserError
 from .images import code_labels
 from .local_engine import RunRequest
 from .notebooks import Prepared
+from .registry import checked_reference
 from .store import RunRecord, RunStore, StepRecord, cellpipe_home, open_store
 from .submitting import Say, build
 from .vocabulary import KFP_LOCAL_ENGINE, LOCAL_ENGINE
@@ -43,6 +44,7 @@ def engine_here(
     home = home or cellpipe_home()
     store = store or open_store(home)
     if image is not None:
+        checked_reference(image, "--image")
         if name == LOCAL_ENGINE:
             raise UserError(
                 "a built image runs its steps through kfp.local's DockerRunner: choose the "

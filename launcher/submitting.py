@@ -32,7 +32,7 @@ from .errors import UserError
 from .gpus import GpuChoiceError, GpuType, apply_gpu_choices, configured_types
 from .k8s import ClusterError, KubeSettings
 from .notebooks import Prepared
-from .registry import RegistryError
+from .registry import RegistryError, checked_reference
 from .requirements import RequirementError
 from .store import RunRecord, RunStore, StepRecord, new_run_id
 from .training import TrainingError
@@ -227,6 +227,8 @@ def plan_submit(
     options.namespace = options.namespace or config.namespace
     options.kube = KubeSettings(options.kube.kubeconfig, options.kube.context, options.namespace)
     builder = None
+    if choices.image is not None:
+        checked_reference(choices.image, "the image to run ('image', --image)")
     if choices.image is None and not choices.dry_run:
         builder = _builder_here(prepared, choices, config)
     request = SubmitRequest(

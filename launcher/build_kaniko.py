@@ -14,7 +14,9 @@ import base64
 import gzip
 import io
 import json
+import os
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -146,15 +148,38 @@ def write_kaniko_build(plan: ImagePlan, out: Path, pipeline: Pipeline) -> list[P
             "than a ConfigMap holds: bake fewer files (mount data with a `volume:` tag) or "
             "build with --builder engine or append"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    archive = out / "context.tar.gz"
-    archive.write_bytes(context)
     serialize = ApiClient().sanitize_for_serialization
-    manifests = out / "build.yaml"
-    manifests.write_text(
-        yaml.safe_dump_all([serialize(o) for o in kaniko_objects(plan, context)], sort_keys=False)
-    )
+    objects = [serialize(o) for o in kaniko_objects(plan, context)]
+    if out.is_symlink():
+        raise BuildError(_LINKED.format(path=out))
+    out.mkdir(parents=True, exist_ok=True)
+    archive, manifests = out / "context.tar.gz", out / "build.yaml"
+    for path in (archive, manifests):  # both checked before either is written
+        if path.is_symlink():
+            raise BuildError(_LINKED.format(path=path))
+    _write_new(archive, context)
+    _write_new(manifests, yaml.safe_dump_all(objects, sort_keys=False).encode())
     return [manifests, archive]
+
+
+_LINKED = (
+    "{path} is a symbolic link, and cellpipe does not write through links (a notebook's "
+    "folder may come from anyone): remove it, or write elsewhere with -o DIR"
+)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """`path` written as a new file: a temporary file beside it, renamed over it, so that
+    a link put there meanwhile is replaced, never followed."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class KanikoBuilder:

@@ -3,6 +3,7 @@ under CELLPIPE_HOME/builds; one that was running when its server stopped is Fail
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -200,3 +201,32 @@ async def test_the_server_shows_the_builds_an_earlier_server_kept(
     assert "owner" not in stopped and "notebook" not in stopped
     garbage = cellpipe_home / "builds" / "build-20260101-000000-0000000f.json"
     assert garbage.read_text() == "{not json"
+
+
+async def test_a_kaniko_build_through_the_server_never_writes_outside_its_root(
+    api: Api, root: Path, tmp_path: Path
+) -> None:
+    # Given a notebook under the root whose cellpipe-build/build.yaml links out of the root
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("precious\n")
+    (root / "cloned" / "cellpipe-build").mkdir(parents=True)
+    write(root / "cloned" / "nb.ipynb", NOTEBOOK)
+    (root / "cloned" / "cellpipe-build" / "build.yaml").symlink_to(outside)
+
+    # When it is built with kaniko through the API
+    code, build = await api(
+        "POST",
+        "builds",
+        body={"path": "cloned/nb.ipynb", "builder": "kaniko", "registry": "r.example.com/t"},
+    )
+    assert code == 202, build
+    deadline = time.monotonic() + 120
+    while build["status"] not in ("Succeeded", "Failed"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+        build = (await api("GET", "builds", build["build_id"]))[1]
+
+    # Then it fails, naming the link, and the file outside is as it was
+    assert build["status"] == "Failed"
+    assert "cellpipe-build/build.yaml is a symbolic link" in build["error"]
+    assert outside.read_text() == "precious\n"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from .source import prepare
 from .tags import CellTags, StepLineError, parse_cell_tags, parse_step_line, split_step_line
 
 CELLPIPE_IMAGE_FORMAT = "1"  # bump when what goes into an image changes shape
+INJECTED_PARAMETERS = "injected-parameters"  # papermill's cell of the values it ran with
 
 
 @dataclass
@@ -48,6 +51,10 @@ class _Cell:
     code: str
     tree: ast.Module | None
     problems: list[tuple[str, Severity]] = field(default_factory=list)  # told once grouped
+    # papermill's `parameters` (or `injected-parameters`) cell: that cell alone, so the cells
+    # below it go on with the role above it; Kale's `pipeline-parameters` takes them along
+    papermill: bool = False
+    injected: bool = False  # papermill's `injected-parameters`: the run's values
 
 
 @dataclass
@@ -72,13 +79,16 @@ def build_pipeline(
     diagnostics.extend(Diagnostic(m, severity="warning") for m in settings.warnings)
     diagnostics.extend(Diagnostic(m) for m in settings.errors)
     cells = _read_cells(notebook.get("cells") or [], options, diagnostics, pipeline.requirements)
-    collected = _group(cells, diagnostics)
+    if any(cell.tags.role == "step" for cell in cells):
+        collected = _group(cells, diagnostics)
+    else:
+        collected = _one_step(cells, _notebook_step_name(path), diagnostics)
     if not collected.steps:
         if not pipeline.errors:
             diagnostics.append(
                 Diagnostic(
-                    "no cell is tagged as a step; tag the first cell of each step step:NAME "
-                    "(or start it with a %%step NAME line)"
+                    "the notebook has no code to run (every code cell is skip, parameters or "
+                    "metrics); add code cells, and tag the first cell of each step step:NAME"
                 )
             )
         return pipeline
@@ -120,6 +130,10 @@ def _read_cells(
                 diagnostics.append(Diagnostic(str(exc), index, cell_id))
             source = body
         parsed = parse_cell_tags(tags, options.gpu_resource)
+        injected = INJECTED_PARAMETERS in tags and parsed.role in (None, "parameters")
+        if injected:
+            parsed.role = "parameters"
+        papermill = parsed.role == "parameters" and "pipeline-parameters" not in tags
         for message in parsed.errors:
             diagnostics.append(Diagnostic(message, index, cell_id, _first(parsed.step_names)))
         for message in parsed.warnings:
@@ -132,13 +146,63 @@ def _read_cells(
         problems: list[tuple[str, Severity]] = [(m, "warning") for m in prepared.warnings]
         if prepared.error:
             problems.append((prepared.error, "error"))
-        cells.append(_Cell(index, cell_id, parsed, prepared.code, prepared.tree, problems))
+        cells.append(
+            _Cell(
+                index,
+                cell_id,
+                parsed,
+                prepared.code,
+                prepared.tree,
+                problems,
+                papermill=papermill,
+                injected=injected,
+            )
+        )
         requirements.extend(r for r in prepared.requirements if r not in requirements)
     return cells
 
 
 def _first(values: list[str]) -> str | None:
     return values[0] if values else None
+
+
+def _notebook_step_name(path: str) -> str:
+    """The one step of an untagged notebook is named after the notebook's file."""
+    return Path(path.replace("\\", "/")).stem.strip() or "notebook"
+
+
+def _one_step(cells: list[_Cell], name: str, diagnostics: list[Diagnostic]) -> _Collected:
+    """No step tag anywhere: the notebook is one step, as papermill and kfp's
+    notebook_component run it. Every code cell but skip ones is in it, in notebook order
+    (imports and functions cells too); the parameters and metrics cells keep their roles, each
+    cell by its own tags (no cell takes on the role of the cell above it)."""
+    collected = _Collected()
+    for cell in cells:
+        role = cell.tags.role
+        _tell_problems(cell, None if role in ("parameters", "metrics") else name, diagnostics)
+        if role == "parameters":
+            collected.parameter_cells.append(cell)
+        elif role == "metrics":
+            collected.metric_cells.append(cell)
+        else:
+            _add_to_step(collected, name, cell, diagnostics)
+    if collected.steps:
+        parameters = "; its parameters are pipeline parameters" if collected.parameter_cells else ""
+        diagnostics.append(
+            Diagnostic(
+                "no cell is tagged as a step, so the notebook runs as one step, top to bottom "
+                f"(every code cell but skip ones{parameters}); tag a cell step:NAME (or start it "
+                "with %%step NAME) to split it into steps",
+                step=name,
+                severity="info",
+            )
+        )
+    return collected
+
+
+def _tell_problems(cell: _Cell, step_name: str | None, diagnostics: list[Diagnostic]) -> None:
+    for message, severity in cell.problems:
+        diagnostics.append(Diagnostic(message, cell.index, cell.id, step_name, severity))
 
 
 def _group(cells: list[_Cell], diagnostics: list[Diagnostic]) -> _Collected:
@@ -148,6 +212,13 @@ def _group(cells: list[_Cell], diagnostics: list[Diagnostic]) -> _Collected:
     current_steps: list[str] = []
     waiting: list[_Cell] = []  # cells above the first tag join the first step
     for cell in cells:
+        if cell.papermill:
+            # papermill's parameters cell is that cell alone (papermill injects after it and
+            # runs the rest as code): the cells below it go on with the role above it
+            _tell_problems(cell, None, diagnostics)
+            _warn_step_settings(cell, "parameters", diagnostics)
+            collected.parameter_cells.append(cell)
+            continue
         if cell.tags.role is not None:
             role = cell.tags.role
             if role == "step":
@@ -167,18 +238,7 @@ def _group(cells: list[_Cell], diagnostics: list[Diagnostic]) -> _Collected:
                     _add_to_step(collected, name, pending, diagnostics)
                 waiting = []
             continue
-        if cell.tags.has_step_settings:
-            diagnostics.append(
-                Diagnostic(
-                    f"this cell is part of the {role} and not of a step, so its step settings "
-                    "(after:, gpu:, cpu:, image: ...) have nothing to apply to; move them to a "
-                    "step's cell",
-                    cell.index,
-                    cell.id,
-                    None,
-                    "warning",
-                )
-            )
+        _warn_step_settings(cell, role, diagnostics)
         {
             "imports": collected.imports,
             "functions": collected.functions,
@@ -186,6 +246,21 @@ def _group(cells: list[_Cell], diagnostics: list[Diagnostic]) -> _Collected:
             "metrics": collected.metric_cells,
         }[role].append(cell)
     return collected
+
+
+def _warn_step_settings(cell: _Cell, role: str, diagnostics: list[Diagnostic]) -> None:
+    if cell.tags.has_step_settings:
+        diagnostics.append(
+            Diagnostic(
+                f"this cell is part of the {role} and not of a step, so its step settings "
+                "(after:, gpu:, cpu:, image: ...) have nothing to apply to; move them to a "
+                "step's cell",
+                cell.index,
+                cell.id,
+                None,
+                "warning",
+            )
+        )
 
 
 def _add_to_step(
@@ -265,11 +340,20 @@ def _apply_defaults(
     base = pipeline.settings.default_resources
     for step in pipeline.steps:
         resources = step.resources
-        resources.cpu_request = resources.cpu_request or base.cpu_request
-        resources.cpu_limit = resources.cpu_limit or base.cpu_limit
-        resources.memory_request = resources.memory_request or base.memory_request
-        resources.memory_limit = resources.memory_limit or base.memory_limit
+        # Kale's steps_defaults (limit:, secret:, image: too) below the step's own tags
+        resources.cpu_request = resources.cpu_request or defaults.cpu_request or base.cpu_request
+        resources.cpu_limit = resources.cpu_limit or defaults.cpu_limit or base.cpu_limit
+        resources.memory_request = (
+            resources.memory_request or defaults.memory_request or base.memory_request
+        )
+        resources.memory_limit = (
+            resources.memory_limit or defaults.memory_limit or base.memory_limit
+        )
+        step.base_image = step.base_image or defaults.image
+        own = {secret.env for secret in step.options.secrets}
+        step.options.secrets[:0] = [s for s in defaults.secrets if s.env not in own]
         step.options.labels = {**defaults.labels, **step.options.labels}
+
         step.options.annotations = {**defaults.annotations, **step.options.annotations}
         step.options.env = {**defaults.env, **step.options.env}
         if defaults.cache is False:  # Kale's enable_caching: false, or steps_defaults
@@ -304,14 +388,20 @@ def _apply_defaults(
 
 
 def _parameters(cells: list[_Cell], diagnostics: list[Diagnostic]) -> dict[str, Parameter]:
-    """Papermill's convention: each top-level `name = literal` is a typed parameter."""
+    """Papermill's convention: each top-level `name = literal` (or `name: TYPE = literal`) is
+    a typed parameter; `name = None` an optional one. papermill's `injected-parameters` cell
+    holds the values a papermill run used: they become the defaults."""
     found: dict[str, Parameter] = {}
     for cell in cells:
-        if cell.tree is None:
+        tree = _with_type_comments(cell)
+        if tree is None:
             continue
-        for statement in cell.tree.body:
+        for statement in tree.body:
             parameter = _parameter(statement, cell, diagnostics)
             if parameter is None:
+                continue
+            if cell.injected:
+                found[parameter.name] = _injected(found.get(parameter.name), parameter, diagnostics)
                 continue
             if parameter.name in found:
                 diagnostics.append(
@@ -327,16 +417,32 @@ def _parameters(cells: list[_Cell], diagnostics: list[Diagnostic]) -> dict[str, 
     return found
 
 
+def _with_type_comments(cell: _Cell) -> ast.Module | None:
+    """The cell's tree with `# type: T` comments read (papermill reads them as types)."""
+    if cell.tree is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as source.prepare: a SyntaxWarning is no error
+            return ast.parse(cell.code, type_comments=True)
+    except SyntaxError:  # a `# type:` comment where Python's grammar has no place for one
+        return cell.tree
+
+
 def _parameter(statement: ast.stmt, cell: _Cell, diagnostics: list[Diagnostic]) -> Parameter | None:
     line = statement.lineno
     if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
         return None  # a docstring or a bare string: documentation
     target: ast.expr | None = None
     value: ast.expr | None = None
+    annotation: str | None = None
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
         target, value = statement.targets[0], statement.value
+        if statement.type_comment and statement.type_comment.split():
+            annotation = statement.type_comment.split()[0]  # papermill: its first word
     elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
         target, value = statement.target, statement.value
+        annotation = _annotation_text(statement.annotation)
     if not isinstance(target, ast.Name) or value is None:
         diagnostics.append(
             Diagnostic(
@@ -353,19 +459,21 @@ def _parameter(statement: ast.stmt, cell: _Cell, diagnostics: list[Diagnostic]) 
         diagnostics.append(
             Diagnostic(
                 f"parameters cell, line {line}: {target.id} = {ast.unparse(value)} is not a "
-                "literal; give a literal default (a number, string, bool, list or dict) and "
-                "compute from it in a step",
+                "literal; give a literal default (a number, string, bool, list, dict or None) "
+                "and compute from it in a step",
                 cell.index,
                 cell.id,
             )
         )
         return None
+    if default is None:
+        return _optional_parameter(target.id, annotation, line, cell, diagnostics)
     kind = _parameter_type(default)
     if kind is None:
         diagnostics.append(
             Diagnostic(
                 f"parameters cell, line {line}: {target.id} = {default!r} has no pipeline type; "
-                "use an int, float, bool, str, list or dict",
+                "use an int, float, bool, str, list, dict or None",
                 cell.index,
                 cell.id,
             )
@@ -384,7 +492,166 @@ def _parameter(statement: ast.stmt, cell: _Cell, diagnostics: list[Diagnostic]) 
                 )
             )
             return None
-    return Parameter(target.id, kind, default, cell.index, cell.id)
+    optional = False
+    if annotation is not None:
+        declared = annotated_type(annotation)
+        optional = declared.optional
+        if declared.kind == "float" and kind == "int":
+            default, kind = float(default), "float"  # `rate: float = 1`: a float
+        elif declared.kind != kind:
+            diagnostics.append(
+                Diagnostic(
+                    f"parameters cell, line {line}: {target.id} is annotated {annotation} but "
+                    f"its default {default!r} is {_a(kind)}, so it is typed {kind}"
+                    + ("" if declared.kind else f" ({annotation} is not a pipeline type)"),
+                    cell.index,
+                    cell.id,
+                    None,
+                    "warning",
+                )
+            )
+    return Parameter(target.id, kind, default, cell.index, cell.id, optional)
+
+
+def _optional_parameter(
+    name: str, annotation: str | None, line: int, cell: _Cell, diagnostics: list[Diagnostic]
+) -> Parameter:
+    """`name = None`: optional, of its annotation's type (`name: int = None`), else a str."""
+    declared = (
+        annotated_type(annotation) if annotation is not None else _Annotated(None, True, True)
+    )
+    if declared.kind is None and not declared.none_only:
+        diagnostics.append(
+            Diagnostic(
+                f"parameters cell, line {line}: {name} is annotated {annotation}, which is not "
+                "a pipeline type (int, float, bool, str, list, dict, or Optional of one), so "
+                "it is an optional str",
+                cell.index,
+                cell.id,
+                None,
+                "warning",
+            )
+        )
+    return Parameter(name, declared.kind or "str", None, cell.index, cell.id, optional=True)
+
+
+def _injected(
+    declared: Parameter | None, injected: Parameter, diagnostics: list[Diagnostic]
+) -> Parameter:
+    """papermill's injected value of a parameter: the run's default, of the declared type."""
+    if declared is None:
+        diagnostics.append(
+            Diagnostic(
+                f"the injected-parameters cell sets {injected.name!r}, which no parameters cell "
+                "declares; it is a parameter of its own (papermill warns of it too)",
+                injected.cell_index,
+                injected.cell_id,
+                None,
+                "warning",
+            )
+        )
+        return injected
+    value = injected.default
+    if value is None:
+        return dataclasses.replace(declared, default=None, optional=True)
+    if injected.type == declared.type:
+        return dataclasses.replace(declared, default=value)
+    if declared.type == "float" and injected.type == "int":
+        return dataclasses.replace(declared, default=float(value))
+    diagnostics.append(
+        Diagnostic(
+            f"the injected-parameters cell sets {injected.name!r} to {value!r}, {_a(injected.type)}"
+            f", where the parameters cell has {_a(declared.type)}; it is typed {injected.type}",
+            injected.cell_index,
+            injected.cell_id,
+            None,
+            "warning",
+        )
+    )
+    return dataclasses.replace(
+        declared, type=injected.type, default=value, optional=declared.optional
+    )
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind == "int" else f"a {kind}"
+
+
+@dataclass(frozen=True)
+class _Annotated:
+    kind: ParameterType | None  # None: no pipeline type (or None alone)
+    optional: bool = False
+    none_only: bool = False  # `None` / `NoneType`: says only that it may be None
+
+
+_ANNOTATION_KINDS: dict[str, ParameterType] = {
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "str": "str",
+    "list": "list",
+    "List": "list",
+    "Sequence": "list",
+    "dict": "dict",
+    "Dict": "dict",
+    "Mapping": "dict",
+}
+
+
+def _annotation_text(annotation: ast.expr) -> str:
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        return annotation.value  # a string annotation: `c: "NoneType" = None`
+    return ast.unparse(annotation)
+
+
+def annotated_type(text: str) -> _Annotated:
+    """What a parameter's annotation (or `# type:` comment) says: `int`, `Optional[int]`,
+    `int | None`, `Union[str, None]`, `List[str]`, `dict[str, int]`, `None`..."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return _Annotated(None)
+    if isinstance(tree, ast.Constant) and isinstance(tree.value, str):
+        return annotated_type(tree.value)
+    members = _union_members(tree)
+    nones = [m for m in members if _is_none(m)]
+    kinds = {_plain_kind(m) for m in members if not _is_none(m)}
+    if not kinds:
+        return _Annotated(None, optional=True, none_only=True)
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
+    return _Annotated(kind, optional=bool(nones))
+
+
+def _union_members(tree: ast.expr) -> list[ast.expr]:
+    if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.BitOr):
+        return [*_union_members(tree.left), *_union_members(tree.right)]
+    if isinstance(tree, ast.Subscript) and _last_name(tree.value) in ("Optional", "Union"):
+        inner = tree.slice
+        members = list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
+        if _last_name(tree.value) == "Optional":
+            members.append(ast.Constant(None))
+        return [m for member in members for m in _union_members(member)]
+    return [tree]
+
+
+def _is_none(tree: ast.expr) -> bool:
+    return (isinstance(tree, ast.Constant) and tree.value is None) or _last_name(tree) in (
+        "None",
+        "NoneType",
+    )
+
+
+def _plain_kind(tree: ast.expr) -> ParameterType | None:
+    base = tree.value if isinstance(tree, ast.Subscript) else tree  # List[str]: a list
+    return _ANNOTATION_KINDS.get(_last_name(base) or "")
+
+
+def _last_name(tree: ast.expr) -> str | None:
+    if isinstance(tree, ast.Name):
+        return tree.id
+    if isinstance(tree, ast.Attribute):  # typing.Optional, t.List
+        return tree.attr
+    return None
 
 
 _PYTHON_TYPES: tuple[tuple[type, ParameterType], ...] = (
@@ -479,6 +746,9 @@ def _resolve_metrics(
         producers = [
             f for f in flows if name in f.usage.writes and f.step.first_cell.index < cell.index
         ]
+        if not producers and name in pipeline.parameters:
+            _parameter_metric(pipeline, pipeline.parameters[name], cell, diagnostics)
+            continue
         if not producers:
             diagnostics.append(
                 Diagnostic(
@@ -494,6 +764,29 @@ def _resolve_metrics(
         if name not in step.hands_on:
             step.hands_on.append(name)
         pipeline.metrics.append(name)
+
+
+def _parameter_metric(
+    pipeline: Pipeline, parameter: Parameter, cell: _Cell, diagnostics: list[Diagnostic]
+) -> None:
+    """A metric that names a pipeline parameter (Kale's own test notebook has `print(d1)`):
+    reported by the first step that receives the parameter, else by the first step."""
+    if parameter.type not in ("int", "float", "bool"):
+        diagnostics.append(
+            Diagnostic(
+                f"metric {parameter.name!r} is the pipeline parameter {parameter.name!r}, "
+                f"{_a(parameter.type)}; metrics must be numbers, so report a number computed "
+                "from it in a step",
+                cell.index,
+                cell.id,
+            )
+        )
+        return
+    step = next((s for s in pipeline.steps if parameter.name in s.parameters), pipeline.steps[0])
+    if parameter.name not in step.parameters:
+        step.parameters.append(parameter.name)
+    step.metrics.append(parameter.name)
+    pipeline.metrics.append(parameter.name)
 
 
 def _warn_shared_files(flows: list[dataflow.StepFlow], diagnostics: list[Diagnostic]) -> None:

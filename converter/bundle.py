@@ -27,7 +27,8 @@ def make_bundle(pipeline: Pipeline, workdir: str | None = None) -> dict[str, Any
         "workdir": workdir,
         "prelude": _cells(pipeline.prelude),
         "parameters": {
-            name: {"type": p.type, "default": p.default} for name, p in pipeline.parameters.items()
+            name: {"type": p.type, "default": p.default, "optional": p.optional}
+            for name, p in pipeline.parameters.items()
         },
         "steps": {
             step.task: {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from google.protobuf import json_format
@@ -56,8 +56,12 @@ def step_component(step: Step, pipeline: Pipeline) -> python_component.PythonCom
     """The step's component spec: typed inputs and outputs, the entry command."""
     inputs: dict[str, structures.InputSpec] = {}
     for name in step.parameters:
-        kfp_type = _PARAMETER_TYPES[pipeline.parameters[name].type][0]
-        inputs[name] = structures.InputSpec(type=kfp_type)
+        parameter = pipeline.parameters[name]
+        kfp_type = _PARAMETER_TYPES[parameter.type][0]
+        if parameter.optional:  # papermill's `name = None`: kfp's `Optional[T] = None`
+            inputs[name] = structures.InputSpec(type=kfp_type, default=None, optional=True)
+        else:
+            inputs[name] = structures.InputSpec(type=kfp_type)
     for input_name in step.input_artifact_names().values():
         inputs[input_name] = structures.InputSpec(type=ARTIFACT_TYPE)
     outputs = {name: structures.OutputSpec(type=ARTIFACT_TYPE) for name in step.hands_on}
@@ -115,7 +119,11 @@ def pipeline_function(pipeline: Pipeline, options: CompileOptions) -> Callable[.
                 p.name,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
                 default=p.default,
-                annotation=_PARAMETER_TYPES[p.type][1],
+                annotation=(
+                    Optional[_PARAMETER_TYPES[p.type][1]]  # noqa: UP045 (kfp reads typing's)
+                    if p.optional
+                    else _PARAMETER_TYPES[p.type][1]
+                ),
             )
             for p in pipeline.parameters.values()
         ]

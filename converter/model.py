@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ParameterType = Literal["int", "float", "bool", "str", "list", "dict"]
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "info"]  # info: how the notebook was read, no problem
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,9 @@ class Parameter:
     default: Any
     cell_index: int
     cell_id: str | None
+    # `name = None` (papermill's optional parameter): None is a value it may take, at run time
+    # too; `type` is its annotation's (`name: int = None`), else str.
+    optional: bool = False
 
 
 @dataclass
@@ -251,6 +254,12 @@ class Pipeline:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
+    @property
+    def notes(self) -> list[Diagnostic]:
+        """How the notebook was read, where that may surprise (an untagged notebook is one
+        step): no problem, but worth a line (`cellpipe: note: ...`)."""
+        return [d for d in self.diagnostics if d.severity == "info"]
+
     def step(self, name: str) -> Step:
         for step in self.steps:
             if step.name == name:
@@ -269,5 +278,7 @@ class Pipeline:
             "metrics": list(self.metrics),
             "requirements": list(self.requirements),
             "warnings": [d.to_json() for d in self.warnings],
+            "notes": [d.to_json() for d in self.notes],
+            "optional_parameters": [n for n, p in self.parameters.items() if p.optional],
             "errors": [d.to_json() for d in self.errors],
         }

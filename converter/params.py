@@ -17,9 +17,18 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
+NONE_TEXT = "None"  # papermill's `-p NAME None`: an optional parameter's None
+
+
 def typed_value(parameter: Parameter, text: str) -> Any:
-    """`text` as the type of `parameter`'s default."""
+    """`text` as the type of `parameter`'s default.
+
+    An optional parameter (`name = None` in the parameters cell) takes `None` too, written
+    `None` as papermill's `-p` reads it; any other text is read as its type (str by default).
+    """
     kind = parameter.type
+    if parameter.optional and text.strip() == NONE_TEXT:
+        return None
     try:
         if kind == "str":
             return text
@@ -35,8 +44,8 @@ def typed_value(parameter: Parameter, text: str) -> Any:
         value = json.loads(text)
     except ValueError:
         raise ParameterError(
-            f"parameter {parameter.name!r} is {_article(kind)} (its default is "
-            f"{parameter.default!r}); {text!r} is not one"
+            f"parameter {parameter.name!r} is {_article(kind)}{_or_none(parameter)} (its "
+            f"default is {parameter.default!r}); {text!r} is not one"
         ) from None
     expected = list if kind == "list" else dict
     if not isinstance(value, expected):
@@ -45,6 +54,10 @@ def typed_value(parameter: Parameter, text: str) -> Any:
             f"{json.dumps(parameter.default)}); {text!r} is not one"
         )
     return value
+
+
+def _or_none(parameter: Parameter) -> str:
+    return f" or {NONE_TEXT}" if parameter.optional else ""
 
 
 def _article(kind: str) -> str:
@@ -86,6 +99,8 @@ def given_values(parameters: dict[str, Parameter], given: Mapping[str, Any]) -> 
 
 
 def _json_value(parameter: Parameter, value: Any) -> Any:
+    if value is None and parameter.optional:
+        return None
     if isinstance(value, str):
         return typed_value(parameter, value)
     kind = parameter.type

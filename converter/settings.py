@@ -6,6 +6,7 @@ clear warning each (never a refusal, never silence).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,6 +126,9 @@ def _read_kale_volume(volume: Any, settings: NotebookSettings) -> None:
     mount = _text(volume.get("mount_point"))
     if kind == "pvc" and name and mount:
         settings.pipeline.volumes.append(VolumeMount(pvc=name, mount_path=mount))
+        if volume.get("expose_as_env_var"):  # Kale 2.3: KALE_VOLUME_<NAME> = the mount path
+            variable = "KALE_VOLUME_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+            settings.step_default_tags.append(f"env:{variable}={mount}")
     elif kind in ("snapshot", "clone", "new_pvc", "pv"):
         settings.warnings.append(
             f"Kale volume {name or '?'!r} of type {kind!r} (mounted at {mount or '?'}) is not "

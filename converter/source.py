@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import warnings
 from dataclasses import dataclass, field
 
 _LINE_MAGIC = re.compile(r"^(\s*)(?:[A-Za-z_][\w.]*\s*=\s*)?[%!]")
@@ -63,7 +64,11 @@ def prepare(source: str) -> CellSource:
             kept.append(line)
     result.code = "\n".join(kept)
     try:
-        result.tree = ast.parse(result.code)
+        with warnings.catch_warnings():
+            # `"\d"` in a cell is a SyntaxWarning, not an error: Jupyter runs the cell, so the
+            # compile reads it too, even where warnings are errors (`python -W error`, pytest)
+            warnings.simplefilter("ignore")
+            result.tree = ast.parse(result.code)
     except SyntaxError as exc:
         result.error = (
             f"syntax error on line {exc.lineno}: {exc.msg}; fix the cell or tag it 'skip'"

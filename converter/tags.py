@@ -121,7 +121,8 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
         return  # a plain word belongs to other tools (jupyter-book's hide-input, papermill's...)
     if key in ("step", "block"):
         if not value.strip():
-            parsed.errors.append(f"tag {tag!r} names no step; write {key}:NAME")
+            # Kale's extension writes an empty `block:`/`step:` and Kale reads it as no tag
+            # (nbprocessor: "We handle that as if it was empty"); so does cellpipe.
             return
         _set_role(parsed, "step", tag)
         if value.strip() not in parsed.step_names:
@@ -232,10 +233,10 @@ def _apply_kale_limit(parsed: CellTags, tag: str, value: str, gpu_resource: str)
         explicit = None if resource == gpu_resource else resource
         gpu_type = parsed.gpu.type if parsed.gpu else None
         parsed.gpu = GpuRequest(count=int(quantity), type=gpu_type, resource=explicit)
-    else:
-        parsed.errors.append(
-            f"tag {tag!r}: cellpipe can limit cpu, memory and GPUs (a resource ending in /gpu), "
-            f"not {resource!r}"
+    else:  # Kale 2.3 accepts any such limit and drops it; cellpipe says so
+        parsed.warnings.append(
+            f"tag {tag!r} is not honoured: cellpipe can limit cpu, memory and GPUs (a resource "
+            f"ending in /gpu), not {resource!r} (Kale 2.3 drops it too)"
         )
 
 

@@ -357,7 +357,11 @@ class KfpEngine:
             pipeline_version_reference=kfp.V2beta1PipelineVersionReference(
                 pipeline_id=pipeline_id, pipeline_version_id=version_id
             ),
-            runtime_config=kfp.V2beta1RuntimeConfig(parameters=dict(request.parameters)),
+            # an optional parameter that is None is left out: KFP (2.5 on) runs an optional
+            # input given no value with none, and the step's entry gives it its default, None
+            runtime_config=kfp.V2beta1RuntimeConfig(
+                parameters={n: v for n, v in request.parameters.items() if v is not None}
+            ),
             service_account=self.settings.service_account,
         )
         created_run = self._call(

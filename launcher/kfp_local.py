@@ -8,6 +8,7 @@ kfp.local runs a pipeline in one blocking call.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import time
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cellpipe.converter import CompileOptions, compile_yaml
+from cellpipe.converter import CompileOptions, Pipeline, compile_yaml
 from cellpipe.converter.bundle import make_bundle
 
 from .local_engine import RunRequest, StepListener, guarded
@@ -110,7 +111,9 @@ class KfpLocalEngine:
         kfp_root = run_dir / "kfp"
         runner = local.DockerRunner() if self.image else local.SubprocessRunner(use_venv=False)
         local.init(runner=runner, pipeline_root=str(kfp_root), raise_on_error=False)
-        graph = dsl.pipeline(name=pipeline.settings.name)(pipeline_function(pipeline, options))
+        given = {n: value for n, value in request.parameters.items() if value is not None}
+        runnable = _without_parameters(pipeline, set(request.parameters) - set(given))
+        graph = dsl.pipeline(name=pipeline.settings.name)(pipeline_function(runnable, options))
         variables = (
             {}
             if self.image
@@ -127,7 +130,7 @@ class KfpLocalEngine:
                     # kfp.local warns that our image name lacks "python"; the step runs in this
                     # environment, which has the runtime (ENVIRONMENT.md).
                     warnings.filterwarnings("ignore", "You may be attemping", RuntimeWarning)
-                    graph(**request.parameters)
+                    graph(**given)
             except Exception as exc:  # kfp.local raises for what it cannot start
                 record.error = f"kfp.local: {type(exc).__name__}: {exc}"
         self._collect(record, kfp_root, listener)
@@ -163,6 +166,19 @@ class KfpLocalEngine:
             record.error = f"step {failed[0]!r} failed" if failed else "the run failed"
         record.finished = time.time()
         self.store.update_run(record)
+
+
+def _without_parameters(pipeline: Pipeline, names: set[str]) -> Pipeline:
+    """The pipeline without the optional parameters that are None in this run: kfp.local
+    (kfp 2.16) takes no None argument and cannot leave out an optional pipeline input either.
+    The bundle keeps them, so each step's entry gives them their default, None."""
+    if not names:
+        return pipeline
+    trimmed = copy.deepcopy(pipeline)
+    trimmed.parameters = {n: p for n, p in trimmed.parameters.items() if n not in names}
+    for step in trimmed.steps:
+        step.parameters = [n for n in step.parameters if n not in names]
+    return trimmed
 
 
 def _metrics(executor_output: dict[str, Any]) -> dict[str, float]:

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from . import values
 from .step import StepFailed, fresh_main, run_prelude, run_step
@@ -52,7 +52,7 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
             bundle,
             task,
             namespace,
-            {name: kwargs[name] for name in step["parameters"]},
+            {name: kwargs.get(name) for name in step["parameters"]},
             lambda name: values.load(Path(kwargs[step["input_artifacts"][name]].path)),
             scratch,
             echo=sys.stdout,
@@ -87,15 +87,23 @@ def _make_entry() -> Any:
     parameters: list[inspect.Parameter] = []
     kind = inspect.Parameter.KEYWORD_ONLY
     annotations: dict[str, Any] = {}
+    optional: set[str] = set()
     for name in step["parameters"]:
-        annotations[name] = _PYTHON_TYPES[bundle["parameters"][name]["type"]]
+        spec = bundle["parameters"][name]
+        annotations[name] = _PYTHON_TYPES[spec["type"]]
+        if spec.get("optional"):  # `name = None`: kfp leaves an unset one out, so None
+            annotations[name] = Optional[annotations[name]]  # noqa: UP045 (kfp reads typing's)
+            optional.add(name)
     for input_name in step["input_artifacts"].values():
         annotations[input_name] = Input[Artifact]
     for name in step["hands_on"]:
         annotations[name] = Output[Artifact]
     if step["metrics"]:
         annotations[METRICS_OUTPUT] = Output[Metrics]
-    parameters = [inspect.Parameter(n, kind, annotation=a) for n, a in annotations.items()]
+    parameters = [
+        inspect.Parameter(n, kind, annotation=a, **({"default": None} if n in optional else {}))
+        for n, a in annotations.items()
+    ]
 
     def cellpipe_step(**kwargs: Any) -> None:
         _run(bundle, task, kwargs)

@@ -289,14 +289,14 @@ def test_syntax_error_names_the_cell_and_line() -> None:
 
 def test_parameters_must_be_literals() -> None:
     pipeline = build(
-        (["parameters"], "n = 3\nm = n * 2\nprint(n)\nnothing = None"),
+        (["parameters"], "n = 3\nm = n * 2\nprint(n)\npair = (1, 2)"),
         (["step:a"], "x = n"),
     )
     messages = error_messages(pipeline)
     assert len(messages) == 3
     assert "line 2: m = n * 2 is not a literal" in messages[0]
     assert "line 3: only `name = literal` lines are parameters" in messages[1]
-    assert "line 4: nothing = None has no pipeline type" in messages[2]
+    assert "line 4: pair = (1, 2) has no pipeline type" in messages[2]
 
 
 def test_a_metric_no_step_produces_is_an_error() -> None:
@@ -311,9 +311,11 @@ def test_reading_a_deleted_name_is_an_error() -> None:
     assert "which step 'b' deletes" in error_messages(pipeline)[0]
 
 
-def test_no_steps_at_all_says_how_to_tag() -> None:
+def test_no_steps_at_all_is_one_step_and_a_note_says_how_to_tag() -> None:
     pipeline = build(([], "x = 1"))
-    assert "no cell is tagged as a step" in error_messages(pipeline)[0]
+    assert error_messages(pipeline) == []
+    assert [s.name for s in pipeline.steps] == ["flow"]
+    assert "tag a cell step:NAME" in pipeline.notes[0].message
 
 
 def test_errors_stay_errors_in_kale_notebooks() -> None:

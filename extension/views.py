@@ -208,6 +208,7 @@ class PipelineView(View):
             )
         if data.get("metrics"):
             parts.append(f"<div>metrics: {_esc(', '.join(data['metrics']))}</div>")
+        parts.extend(_messages_html(data.get("notes") or [], "note", "#2563eb"))
         parts.extend(_messages_html(data.get("warnings") or [], "warning", "#b45309"))
         return "".join(parts)
 
@@ -224,7 +225,7 @@ class PipelineView(View):
                 f"  {s['name']} [{s.get('task', '')}]{after}{receives}"
                 + (f"; {resources}" if resources else "")
             )
-        for kind in ("errors", "warnings"):
+        for kind in ("errors", "notes", "warnings"):
             for message in data.get(kind) or []:
                 lines.append(f"{kind[:-1]}: {_message_text(message)}")
         return "\n".join(lines)

@@ -20,6 +20,8 @@ def _prepare(notebook: Path, err: TextIO, **choices: str | None) -> Prepared:
     """The notebook compiled (settings in the one precedence), its warnings printed; its
     errors are a UserError."""
     prepared = prepare_file(notebook, load_config(), local_only=True, **choices)
+    for note in prepared.pipeline.notes:
+        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
     for warning in prepared.pipeline.warnings:
         print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
     return prepared.raise_for_errors()

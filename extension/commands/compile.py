@@ -26,6 +26,8 @@ def compile_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any
         gpu_label=args.gpu_label,
     )
     pipeline = prepared.pipeline
+    for note in pipeline.notes:
+        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
     for warning in pipeline.warnings:
         print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
     for error in pipeline.errors:

@@ -40,6 +40,8 @@ def run_command(
     notebook = Path(args.notebook)
     prepared = prepare_file(notebook, config, local_only=True)
     pipeline = prepared.pipeline
+    for note in pipeline.notes:
+        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
     for warning in pipeline.warnings:
         print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
     if pipeline.errors:

@@ -67,6 +67,8 @@ def submit_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
         builder=args.builder,
         dry_run=args.dry_run,
     )
+    for note in prepared.pipeline.notes:
+        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
     for warning in submit_warnings(prepared, choices):
         print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
     prepared.raise_for_errors()

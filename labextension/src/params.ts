@@ -11,6 +11,9 @@ import {
 
 /** The text a field starts with for a default value. */
 export function parameterText(type: ParameterType, value: JSONValue): string {
+  if (value === null) {
+    return ''; // an optional parameter (`name = None`) left unset: an empty field
+  }
   switch (type) {
     case 'str':
       return typeof value === 'string' ? value : JSON.stringify(value);
@@ -90,6 +93,9 @@ export function readParameters(
   const problems: string[] = [];
   for (const [name, type] of Object.entries(types)) {
     const text = texts[name] ?? parameterText(type, defaults[name]);
+    if (defaults[name] === null && text.trim() === '') {
+      continue; // an optional parameter left empty stays None (the server's default)
+    }
     const parsed = parseParameter(name, type, text);
     if ('error' in parsed) {
       problems.push(parsed.error);

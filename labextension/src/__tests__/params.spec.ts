@@ -45,6 +45,19 @@ describe('parameters in the Run dialog', () => {
       readParameters(types, defaults, { epochs: 'ten', rate: '0.1' }).problems
     ).toEqual(["epochs: 'ten' is not a whole number (int)"]);
   });
+
+  it('leaves an optional parameter (name = None) empty and unsent until typed in', () => {
+    const types = { name: 'str', limit: 'int' } as const;
+    const defaults = { name: null, limit: null };
+    expect(parameterText('str', null)).toBe('');
+    expect(readParameters(types, defaults, {})).toEqual({
+      values: {},
+      problems: []
+    });
+    expect(
+      readParameters(types, defaults, { name: 'text', limit: '3' })
+    ).toEqual({ values: { name: 'text', limit: 3 }, problems: [] });
+  });
 });
 
 describe('GPU choices in the Run dialog', () => {

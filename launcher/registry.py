@@ -5,6 +5,12 @@ puts manifests. Credentials come from the usual places (docker's config.json, po
 auth.json, or CELLPIPE_REGISTRY_USERNAME / CELLPIPE_REGISTRY_PASSWORD for the registry named
 by CELLPIPE_REGISTRY_HOST, so they go to that registry only) and are never logged,
 printed, or put into an error message.
+
+Where they go: to the registry's own address (scheme, host and port) and to the token realm
+it names when that is an https address (or, for a registry spoken to over plain HTTP, a realm
+on its own host or on loopback). Nothing else receives them: not a host an upload's Location
+names (blob storage; it is spoken to without them), not a host a redirect leads to (requests
+drops the header across hosts), not a realm over plain HTTP elsewhere (an error says so).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -102,6 +109,20 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL: where a request goes, default ports filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
 def _is_insecure(registry: str) -> bool:
     host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
     listed = os.environ.get("CELLPIPE_INSECURE_REGISTRIES", "").split(",")
@@ -151,13 +172,19 @@ class RegistryClient:
         self.session = requests.Session()
         self.timeout = timeout
         self._authorization: str | None = None
+        self._origin = _origin(self.base)
 
     # -- transport ------------------------------------------------------------------------
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """A request to the registry (a path under /v2), or to an address it named (an
+        upload's Location): credentials only go with requests to the registry's own address;
+        elsewhere a request goes without them, and a 401 there is its answer."""
         url = url if url.startswith("http") else f"{self.base}{url}"
+        own = _origin(url) == self._origin
         for attempt in range(2):
             headers = dict(kwargs.pop("headers", None) or {})
-            if self._authorization:
+            headers.pop("Authorization", None)
+            if self._authorization and own:
                 headers["Authorization"] = self._authorization
             try:
                 response = self.session.request(
@@ -168,7 +195,7 @@ class RegistryClient:
                     f"cannot reach the registry {self.registry}: {type(exc).__name__}"
                 ) from None
             kwargs["headers"] = headers
-            if response.status_code != 401 or attempt:
+            if response.status_code != 401 or attempt or not own:
                 return response
             self._authenticate(response.headers.get("WWW-Authenticate", ""))
             data = kwargs.get("data")
@@ -194,10 +221,9 @@ class RegistryClient:
             raise RegistryError(f"the registry {self.registry} asks for unknown auth {scheme!r}")
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         query = {k: v for k, v in fields.items() if k in ("service", "scope")}
+        realm = self._checked_realm(fields.get("realm", ""))
         try:
-            response = requests.get(
-                fields.get("realm", ""), params=query, auth=creds, timeout=self.timeout
-            )
+            response = requests.get(realm, params=query, auth=creds, timeout=self.timeout)
         except requests.RequestException as exc:
             raise RegistryError(
                 f"cannot get a token for {self.registry}: {type(exc).__name__}"
@@ -209,6 +235,23 @@ class RegistryClient:
             )
         body = response.json()
         self._authorization = f"Bearer {body.get('token') or body.get('access_token')}"
+
+    def _checked_realm(self, realm: str) -> str:
+        """The token realm the registry names, when the credentials may go there: an https
+        address; or, for a registry spoken to over plain HTTP (loopback, or listed in
+        CELLPIPE_INSECURE_REGISTRIES), an http address on its own host (or loopback, for
+        one on loopback)."""
+        scheme, host, _ = _origin(realm)
+        own_scheme, own_host, _ = self._origin
+        if scheme == "https" and host:
+            return realm
+        same_host = host == own_host or (host in _LOOPBACK and own_host in _LOOPBACK)
+        if scheme == "http" and host and own_scheme == "http" and same_host:
+            return realm
+        raise RegistryError(
+            f"the registry {self.registry} asks for a login at {realm!r}, which is not an "
+            "https address on its side: cellpipe does not send its credentials there"
+        )
 
     def _fail(self, response: requests.Response, what: str) -> RegistryError:
         try:

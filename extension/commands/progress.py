@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, TextIO
 
+from .terminal import terminal_safe, unfiltered
+
 
 class StepLike(Protocol):
     name: str
@@ -29,7 +31,7 @@ class PlainProgress:
         self.out = out
 
     def __call__(self, event: str, step: StepLike) -> None:
-        name = _printable(step.name)
+        name = terminal_safe(step.name)
         if event == "started":
             line = f"  ... {name}"
         elif event == "cached":
@@ -49,7 +51,7 @@ class TerminalProgress:
 
     def __init__(self, out: TextIO, step_names: Sequence[str]) -> None:
         self.out = out
-        self.names = [_printable(n) for n in step_names]
+        self.names = [terminal_safe(n) for n in step_names]
         self.width = max((len(n) for n in self.names), default=0)
         self.started: dict[str, float] = {}
         self.finished: dict[str, str] = {}
@@ -61,7 +63,7 @@ class TerminalProgress:
         self.ticker.start()
 
     def __call__(self, event: str, step: StepLike) -> None:
-        name = _printable(step.name)
+        name = terminal_safe(step.name)
         with self.lock:
             if event == "started":
                 self.started[name] = time.monotonic()
@@ -95,14 +97,10 @@ class TerminalProgress:
     def _draw(self) -> None:
         up = f"\x1b[{self.drawn}F" if self.drawn else ""
         lines = "".join(f"\x1b[2K  {self._line(n)}\n" for n in self.names)
-        self.out.write(up + lines)
-        self.out.flush()
+        out = unfiltered(self.out)  # cellpipe's own cursor moves; the names are made safe
+        out.write(up + lines)
+        out.flush()
         self.drawn = len(self.names)
-
-
-def _printable(name: str) -> str:
-    # A step name is user text: control characters would move the cursor, so show them escaped.
-    return name if name.isprintable() else repr(name)
 
 
 def _seconds(seconds: float | None) -> str:

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -48,6 +49,15 @@ SERVICE_SETTING = "cellpipe_service"
 # What running notebook code or building an image asks of the authorizer (jupyter_server's
 # kernel routes ask the same): a hub may grant read and write without it.
 EXECUTE = "execute"
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def authorized_to(action: str) -> Callable[[_Method], _Method]:
+    """jupyter_server's `@authorized(action)`, typed (its stubs type only the bare use)."""
+    return cast(Callable[[_Method], _Method], authorized(action))
+
+
 CANCEL_WAIT_SECONDS = 10.0  # POST .../cancel answers once the run has ended, or after this
 EVENTS_POLL_SECONDS = 1.0  # runs started elsewhere (the CLI) are noticed by polling the store
 EVENTS_KEEPALIVE_SECONDS = 15.0
@@ -120,7 +130,7 @@ class RunsHandler(CellPipeHandler):
         self.answer(self.service.list_runs(self.get_query_argument("notebook", None)))
 
     @web.authenticated
-    @authorized(EXECUTE)
+    @authorized_to(EXECUTE)
     async def post(self) -> None:
         body = self.json_body()
         run = await asyncio.to_thread(self.service.start_run, body)
@@ -249,7 +259,7 @@ class BuildsHandler(CellPipeHandler):
         self.answer(self.service.list_builds())
 
     @web.authenticated
-    @authorized(EXECUTE)
+    @authorized_to(EXECUTE)
     async def post(self) -> None:
         body = self.json_body()
         build = await asyncio.to_thread(self.service.start_build, body)

@@ -2,17 +2,21 @@
 
 It plans (which steps can reuse cached outputs), hands the plan to the runtime's warm
 fork-per-step executor (cellpipe.runtime.local), and turns the executor's events into run
-records.
+records. Steps write into the run's own folders (runs/RUN_ID/steps/TASK); a step that
+succeeded is published to the step cache whole (launcher/step_cache.py), so runs of one
+notebook at once never share a folder.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,14 +29,17 @@ from typing import Any
 
 from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
+from cellpipe.runtime.local import RUN_ID_VARIABLE
 from cellpipe.runtime.version import VERSION as __version__
 
+from .step_cache import StepCache, make_private, private_home
 from .store import RunRecord, RunStore, StepRecord, cellpipe_home, open_store
 from .vocabulary import UNFINISHED
 
 RESULT_FILE = "cellpipe-result.json"
 LOG_FILE = "cellpipe-log.txt"
 _HASH_WHOLE_FILE_BELOW = 64 << 20
+_STOP_SECONDS = 10.0  # a stopped executor's time to stop its steps before SIGKILL
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +101,15 @@ class LocalEngine:
     def __init__(self, store: RunStore | None = None, home: Path | None = None) -> None:
         self.home = home or cellpipe_home()
         self.store = store or open_store(self.home)
+        self.cache = StepCache(self.home)
 
     def run(self, request: RunRequest, listener: StepListener | None = None) -> RunRecord:
         listener = guarded(listener)
         pipeline = request.pipeline
         workdir = request.notebook.resolve().parent
         bundle = make_bundle(pipeline, str(workdir))
+        private_home(self.home)  # values are unpickled from here: refused if others can write
+        self.cache.clear_leftovers()
         record = self.store.create(
             str(request.notebook.resolve()),
             pipeline.settings.name,
@@ -110,14 +120,12 @@ class LocalEngine:
             request.run_id,
             notebook_hash=request.notebook_hash,
         )
-        run_dir = Path(record.outputs)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = make_private(Path(record.outputs))
         (run_dir / "bundle.json").write_text(json.dumps(bundle))
-        plan = self._plan(bundle, request, workdir, run_dir)
+        plan, cached_results = self._plan(bundle, request, workdir, run_dir)
         by_task = {s.task: s for s in record.steps.values()}
-        for task in plan["cached"]:
+        for task, result in cached_results.items():
             step = by_task[task]
-            result = json.loads((Path(plan["outputs"][task]) / RESULT_FILE).read_text())
             step.status, step.cached, step.seconds = "Succeeded", True, 0.0
             step.outputs = plan["outputs"][task]
             self.store.update_step(record.run_id, step)
@@ -132,17 +140,27 @@ class LocalEngine:
     # -- planning -------------------------------------------------------------------------
     def _plan(
         self, bundle: dict[str, Any], request: RunRequest, workdir: Path, run_dir: Path
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The executor's plan, and the results of the steps the cache gives."""
         keys = step_keys(bundle, request.parameters, workdir, request.pipeline)
-        outputs = {task: str(self.home / "cache" / key) for task, key in keys.items()}
-        cached = []
+        cached_results: dict[str, dict[str, Any]] = {}
         for task, step in bundle["steps"].items():
-            result = Path(outputs[task]) / RESULT_FILE
-            reusable = request.use_cache and step["cache"] and result.exists()
-            if reusable and json.loads(result.read_text()).get("status") == "Succeeded":
-                cached.append(task)
-            elif Path(outputs[task]).exists():
-                shutil.rmtree(outputs[task])
+            if request.use_cache and step["cache"]:
+                found = self.cache.lookup(keys[task], step["hands_on"])
+                if found is not None:
+                    cached_results[task] = found
+        cached = list(cached_results)
+        # A step that runs writes into this run's own folder; a cached one is read from the
+        # cache, and runs/ID/steps/TASK links there (browseable either way).
+        steps_dir = make_private(run_dir / "steps")
+        outputs: dict[str, str] = {}
+        for task, key in keys.items():
+            here = steps_dir / task
+            if task in cached_results:
+                outputs[task] = str(self.cache.entry(key))
+                here.symlink_to(outputs[task], target_is_directory=True)
+            else:
+                outputs[task] = str(make_private(here))
         inputs = {
             task: {n: str(Path(outputs[p]) / n) for n, p in step["received_from"].items()}
             for task, step in bundle["steps"].items()
@@ -156,13 +174,13 @@ class LocalEngine:
             "outputs": outputs,
             "inputs": inputs,
             "max_parallel": request.max_parallel,
+            # what the launcher publishes to the cache once a step succeeds (by its key)
+            "keys": keys,
+            "publish": [
+                t for t in bundle["steps"] if t not in cached and bundle["steps"][t]["cache"]
+            ],
         }
-        for task, directory in outputs.items():  # browseable: runs/ID/steps/TASK
-            link = run_dir / "steps" / task
-            link.parent.mkdir(exist_ok=True)
-            if not link.is_symlink():
-                link.symlink_to(directory, target_is_directory=True)
-        return plan
+        return plan, cached_results
 
     # -- execution ------------------------------------------------------------------------
     def _execute(
@@ -177,15 +195,20 @@ class LocalEngine:
         cancel = request.cancel
         read_end, write_end = os.pipe()
         plan["events_fd"] = write_end
+        plan["parent_pid"] = os.getpid()  # the executor stops when this process is gone
         plan_path = run_dir / "plan.json"
         plan_path.write_text(json.dumps(plan))
         with open(run_dir / "prelude-log.txt", "wb") as prelude_log:
+            # A process group of its own: the run's processes, whatever the steps start, are
+            # stopped together (and Ctrl-C reaches this process only, which stops them).
             process = subprocess.Popen(
                 [sys.executable, "-m", "cellpipe.runtime.local", str(plan_path)],
                 pass_fds=(write_end,),
                 stdin=subprocess.DEVNULL,
                 stdout=prelude_log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, RUN_ID_VARIABLE: record.run_id},
             )
         os.close(write_end)
         if cancel is not None:
@@ -200,12 +223,12 @@ class LocalEngine:
                 for line in events:
                     event = json.loads(line)
                     self._on_event(record, event, by_task, plan, listener, request.warnings)
-            process.wait()
+            _end_group(process)
             if cancel is not None and cancel.is_set() and process.returncode != 0:
                 record.error = "cancelled"
         except BaseException as exc:  # Ctrl-C, or anything else: stop the steps, keep the record
             process.terminate()
-            process.wait()
+            _end_group(process, wait_seconds=_STOP_SECONDS)
             record.error = "cancelled" if isinstance(exc, KeyboardInterrupt) else repr(exc)
             self._finish(record, process.returncode, by_task, run_dir)
             if not isinstance(exc, KeyboardInterrupt):
@@ -243,9 +266,24 @@ class LocalEngine:
             step.details = event.get("details")
             step.outputs = plan["outputs"][step.task]
             record.metrics.update(event.get("metrics") or {})
+            if step.status == "Succeeded" and step.task in plan["publish"]:
+                self._publish(plan["keys"][step.task], Path(step.outputs))
+            unreadable = event.get("unreadable_input")
+            if unreadable and (key := self.cache.owning_key(Path(unreadable))) is not None:
+                self.cache.drop(key)
+                step.error = (
+                    f"{step.error}; the damaged value was dropped from the step cache, so the "
+                    "next run makes it again"
+                )
         self.store.update_step(record.run_id, step)
         if listener:
             listener(kind, step)
+
+    def _publish(self, key: str, outputs: Path) -> None:
+        try:
+            self.cache.publish(key, outputs)
+        except OSError as exc:  # the run's own outputs stand; only reuse is lost
+            log.warning("cellpipe: the step cache did not take %s: %s", outputs, exc)
 
     def _finish(
         self,
@@ -277,6 +315,23 @@ class LocalEngine:
                 self.store.update_step(record.run_id, step)
         record.finished = time.time()
         self.store.update_run(record)
+
+
+def _end_group(process: subprocess.Popen[bytes], wait_seconds: float | None = None) -> None:
+    """Wait for the executor to end (SIGKILL after `wait_seconds`), then SIGKILL what is
+    left of the run's process group: what steps started and left running ends with the run."""
+    deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
+    while deadline is not None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if deadline is not None and process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+    if hasattr(os, "waitid"):  # ended, but kept as a zombie: its group id is not reused
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _terminate_when_cancelled(cancel: threading.Event, process: subprocess.Popen[bytes]) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .step_cache import make_private
 
 STORE_FILE = "runs.sqlite"
 SCHEMA_VERSION = 2
@@ -275,7 +276,7 @@ class _Fields:
 class RunStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cellpipe_home() / "runs.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path.parent)  # cellpipe's home: this user's only (0700)
         self._migrate()
 
     def _migrate(self) -> None:

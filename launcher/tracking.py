@@ -4,7 +4,9 @@ every front door uses), and the layout of a run's folder, here once.
 Cluster runs (kfp and the training engines) ask their engine; runs on this machine (`local`,
 `kfp-local`) are followed through the run store and their folder (runs/RUN_ID), and stopped
 by signalling the processes that run their steps. A local run whose process died is not left
-Running forever: its record names the process that made it (store.owner_alive).
+Running forever: its record names the process that made it (store.owner_alive), and
+cancelling it stops whatever of it is still running (each of its processes carries the run's
+id in its environment).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cellpipe.runtime.local import LOG_FILE
+from cellpipe.runtime.local import LOG_FILE, RUN_ID_VARIABLE
 from cellpipe.runtime.step import REPORT_FILE
 
 from .cluster import set_status
@@ -62,9 +64,27 @@ class LocalTracker:
                 self.store,
                 record,
                 "Failed",
-                f"the process that ran it ({record.owner}) stopped before the run ended",
+                f"the process that ran it ({record.owner}) stopped before the run ended "
+                "(`cellpipe cancel` stops any of its processes still running)",
             )
         return record
+
+    def stop_leftovers(self, record: RunRecord, wait_seconds: float = 5.0) -> int:
+        """Stop the processes of an ended run that are still running (the process that ran
+        it died and left them): SIGTERM, then SIGKILL. How many there were."""
+        found = _run_processes(record)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_seconds
+        alive = list(found)
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in alive if _alive(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return len(found)
 
     def cancel(self, record: RunRecord, wait_seconds: float = 15.0) -> RunRecord:
         """SIGTERM to the processes running the run's steps; the process that runs the run
@@ -131,14 +151,16 @@ def _follow_file(path: Path, ended: Any, follow: bool, poll: float = 0.5) -> Ite
         time.sleep(poll)
 
 
-def _signal_run_processes(record: RunRecord) -> list[int]:
-    """SIGTERM to the top processes whose command line names the run's folder (the local
-    executor; kfp.local's step processes), never to this process."""
+def _run_processes(record: RunRecord) -> dict[int, int]:
+    """The live processes of a run here, pid -> parent pid: those whose command line names
+    the run's folder (the local executor; kfp.local's step processes) or whose environment
+    carries its id (everything a local run started), never this process."""
     marker = str(Path(record.outputs))
-    matching: dict[int, int] = {}  # pid -> parent pid
+    variable = f"{RUN_ID_VARIABLE}={record.run_id}".encode()
+    matching: dict[int, int] = {}
     proc = Path("/proc")
     if not proc.is_dir():
-        return []
+        return {}
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -147,8 +169,30 @@ def _signal_run_processes(record: RunRecord) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if marker in command:
-            matching[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        after_name = stat.rsplit(")", 1)[1].split()
+        if after_name[0] == "Z":
+            continue  # ended, not yet reaped
+        ours = marker in command
+        if not ours:
+            with contextlib.suppress(OSError):
+                ours = variable in (entry / "environ").read_bytes().split(b"\0")
+        if ours:
+            matching[int(entry.name)] = int(after_name[1])
+    return matching
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _signal_run_processes(record: RunRecord) -> list[int]:
+    """SIGTERM to the top processes of a run here (the local executor, which stops its
+    steps; kfp.local's step processes), never to this process."""
+    matching = _run_processes(record)
     tops = [pid for pid, parent in matching.items() if parent not in matching]
     for pid in tops:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -297,6 +341,8 @@ class Runs:
         tracker = self.tracker(record)
         record, _ = refresh_quietly(tracker, record)
         if record.status in FINISHED:
+            if isinstance(tracker, LocalTracker) and tracker.stop_leftovers(record):
+                return self._stopped_leftovers(record)
             raise Conflict(
                 f"run {record.run_id} has already ended: {record.status}", reason="finished"
             )
@@ -305,6 +351,15 @@ class Runs:
         except ClusterError as exc:
             raise ClusterUnreachable(f"cannot cancel run {record.run_id}: {exc}") from None
         return cancelled
+
+    def _stopped_leftovers(self, record: RunRecord) -> RunRecord:
+        """A run whose process died but left some of its processes running, now stopped."""
+        if record.status != RunStatus.SUCCEEDED:
+            record.status = RunStatus.CANCELLED
+        note = "cancelled: the process that ran it had stopped; what it left running was stopped"
+        record.error = f"{record.error}\n{note}" if record.error else note
+        self.store.update_run(record)
+        return record
 
     def delete(
         self, record: RunRecord, *, force: bool = False, keep_remote: bool = False

@@ -6,13 +6,22 @@ that do not depend on each other run side by side (bounded by the cores). Where 
 unsafe (threads already started, CUDA initialised, no fork on this platform) each step runs
 in a fresh process instead: same code, same results, only slower.
 
+The run's processes end with it. The launcher starts the executor as the leader of a process
+group of its own; the executor stops when the launcher dies (a parent-death signal on Linux,
+and it watches its parent and the launcher's end of the events pipe everywhere), and each
+step dies with the executor (a parent-death signal). Stopped (SIGTERM), the executor stops its
+steps and everything they started (its process group) before it ends.
+
     python -m cellpipe.runtime.local PLAN.json     # events as JSON lines on --events-fd
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -25,6 +34,21 @@ from .step import StepFailed, fresh_main, run_prelude, run_step
 
 RESULT_FILE = "cellpipe-result.json"
 LOG_FILE = "cellpipe-log.txt"
+RUN_ID_VARIABLE = "CELLPIPE_RUN_ID"  # in the environment of every process of a local run
+_PR_SET_PDEATHSIG = 1
+_STOP_GRACE_SECONDS = 3.0  # after SIGTERM, the steps' time to end before SIGKILL
+_WATCH_SECONDS = 1.0  # how often a waiting executor looks whether its launcher is still there
+
+
+def die_with_parent(signum: int, parent: int | None) -> None:
+    """Ask the kernel for `signum` when the parent process dies (Linux; elsewhere the
+    executor watches its parent instead), and end at once if it has died already."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:  # it died before we asked
+        os._exit(128 + signum)
 
 
 # Numeric libraries start thread pools when imported (OpenBLAS, OpenMP, MKL; Arrow's jemalloc
@@ -89,10 +113,18 @@ class Executor:
         self.pending = [t for t in plan["run"] if t not in self.done]
         self.running: dict[int, tuple[str, float, subprocess.Popen[bytes] | None]] = {}
         self.max_parallel = max(1, int(plan.get("max_parallel") or os.cpu_count() or 1))
+        self.parent = plan.get("parent_pid")
+        self.executor_pid = os.getpid()
+        self._wake: tuple[int, int] | None = None  # the SIGCHLD self-pipe, while steps run
 
     def emit(self, **event: Any) -> None:
         self.events.write(json.dumps({"time": time.time(), **event}) + "\n")
         self.events.flush()
+
+    def _emit_quietly(self, **event: Any) -> None:
+        """An event while stopping: the launcher may be gone (a broken pipe)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.emit(**event)
 
     def run(self) -> int:
         os.chdir(self.plan["workdir"])
@@ -110,10 +142,20 @@ class Executor:
         self.namespace = namespace
         self.forking = safe
         signal.signal(signal.SIGTERM, self._cancel)
-        while self.pending or self.running:
-            self._start_ready()
-            if self.running:
-                self._wait_one()
+        # A step's end wakes the wait (SIGCHLD through a self-pipe), and so does the
+        # launcher's end of the events pipe closing; between, the parent is looked at.
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        self._wake = (wake_read, wake_write)
+        signal.set_wakeup_fd(wake_write)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        try:
+            while self.pending or self.running:
+                self._start_ready()
+                if self.running:
+                    self._wait_one()
+        except BrokenPipeError:  # nobody reads the events: the launcher has gone
+            self._stop("the process that ran the run stopped", orphaned=True)
         return 1 if self.failed else 0
 
     def _ready(self, task: str) -> bool:
@@ -157,6 +199,7 @@ class Executor:
                         "--one",
                         task,
                         self.plan["path"],
+                        str(self.executor_pid),
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -176,6 +219,12 @@ class Executor:
 
     def _child(self, task: str, output_dir: Path) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        for fd in (*(self._wake or ()), self.events.fileno()):
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the executor's own: a step's processes must not hold them
+        die_with_parent(signal.SIGKILL, self.executor_pid)
         restore_thread_pools(self.user_environment)
         log = os.open(output_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
@@ -185,13 +234,12 @@ class Executor:
         return run_one(self.plan, self.bundle, task, self.namespace, output_dir)
 
     def _wait_one(self) -> None:
-        pid, status = os.wait()
+        pid, status = self._wait_child()
         if pid not in self.running:
             return
         task, started, _ = self.running.pop(pid)
         seconds = time.perf_counter() - started
-        result_path = Path(self.plan["outputs"][task]) / RESULT_FILE
-        result = json.loads(result_path.read_text()) if result_path.exists() else {}
+        result = _read_result(Path(self.plan["outputs"][task]) / RESULT_FILE)
         if os.waitstatus_to_exitcode(status) == 0 and result.get("status") == "Succeeded":
             self.done.add(task)
         else:
@@ -200,13 +248,105 @@ class Executor:
             result["status"] = "Failed"
         self.emit(event="finished", task=task, **{**result, "seconds": seconds})
 
+    def _wait_child(self) -> tuple[int, int]:
+        """The next step process to end, waking early when the launcher has gone."""
+        watched = select.poll()
+        if self._wake is not None:
+            watched.register(self._wake[0], select.POLLIN)
+        with contextlib.suppress(OSError, ValueError):
+            watched.register(self.events.fileno(), 0)  # its errors only: the reader left
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                return pid, status
+            if self._orphaned():
+                self._stop("the process that ran the run stopped", orphaned=True)
+            for fd, _ in watched.poll(_WATCH_SECONDS * 1000):
+                if self._wake is not None and fd == self._wake[0]:
+                    with contextlib.suppress(BlockingIOError, InterruptedError):
+                        os.read(fd, 512)
+
+    def _orphaned(self) -> bool:
+        """Whether the launcher that started this executor has gone: another parent, or
+        nobody left reading the events."""
+        if self.parent is not None and os.getppid() != self.parent:
+            return True
+        try:
+            watched = select.poll()
+            watched.register(self.events.fileno(), 0)
+            return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in watched.poll(0))
+        except (OSError, ValueError):
+            return False
+
     def _cancel(self, *_: Any) -> None:
+        self._stop("cancelled", orphaned=False)
+
+    def _stop(self, why: str, orphaned: bool) -> None:
+        """Stop every step and what it started, report them (unless nobody listens), end."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        group_is_ours = os.getpgrp() == os.getpid()
+        with _ignore_missing():
+            if group_is_ours:  # the steps and everything they started; not this process
+                os.killpg(os.getpgrp(), signal.SIGTERM)
         for pid in list(self.running):
             with _ignore_missing():
                 os.kill(pid, signal.SIGTERM)
-        for task in [*self.pending, *(t for t, _, _ in self.running.values())]:
-            self.emit(event="finished", task=task, status="Cancelled", error="cancelled")
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        while self.running and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid in self.running:
+                self._report_stopped(self.running.pop(pid)[0], why, orphaned)
+            elif not pid:
+                time.sleep(0.02)
+        for pid, (task, _, _) in list(self.running.items()):
+            with _ignore_missing():
+                os.kill(pid, signal.SIGKILL)
+            self._report_stopped(task, why, orphaned)
+        if group_is_ours:  # what the steps started and that would not stop
+            for pid in _group_members(os.getpgrp()):
+                with _ignore_missing():
+                    os.kill(pid, signal.SIGKILL)
+        for task in self.pending:
+            self._report_stopped(task, why, orphaned)
         os._exit(143)
+
+    def _report_stopped(self, task: str, why: str, orphaned: bool) -> None:
+        if not orphaned:
+            self._emit_quietly(event="finished", task=task, status="Cancelled", error=why)
+
+
+def _group_members(group: int) -> list[int]:
+    """The other processes of a process group (where /proc tells; else none)."""
+    members = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(entry.path, "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[2]) == group:
+                    members.append(int(entry.name))
+    return members
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    """A step's result file; {} when it is missing or not a result (a step that died)."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
+
+
+class UnreadableInput(Exception):
+    """A value handed to a step cannot be read back (a damaged file)."""
+
+    def __init__(self, name: str, directory: str, error: BaseException) -> None:
+        super().__init__(name, directory, error)
+        self.name, self.directory, self.error = name, directory, error
 
 
 class _ignore_missing:
@@ -229,7 +369,10 @@ def run_one(
     sources = plan["inputs"][task]  # name -> directory holding that value
 
     def load_input(name: str) -> Any:
-        return values.load(Path(sources[name]))
+        try:
+            return values.load(Path(sources[name]))
+        except Exception as exc:
+            raise UnreadableInput(name, sources[name], exc) from exc
 
     try:
         result = run_step(
@@ -238,6 +381,15 @@ def run_one(
     except StepFailed as exc:
         print(exc.details, file=sys.stderr)
         record: dict[str, Any] = {"status": "Failed", "error": str(exc), "details": exc.details}
+        (output_dir / RESULT_FILE).write_text(json.dumps(record))
+        return 1
+    except UnreadableInput as exc:  # the launcher drops it from the step cache
+        record = {
+            "status": "Failed",
+            "error": f"step {step['name']!r} could not read {exc.name!r}, handed on to it in "
+            f"{exc.directory} ({type(exc.error).__name__}: {exc.error})",
+            "unreadable_input": exc.directory,
+        }
         (output_dir / RESULT_FILE).write_text(json.dumps(record))
         return 1
     except BaseException as exc:  # the runtime itself: still a result, never a silent death
@@ -258,13 +410,14 @@ def run_one(
     return 0
 
 
-def _run_fresh(plan_path: str, task: str) -> int:
+def _run_fresh(plan_path: str, task: str, executor: int | None = None) -> int:
     """A step in a process of its own (where forking is unsafe): prelude, then the step."""
     plan = json.loads(Path(plan_path).read_text())
     bundle = json.loads(Path(plan["bundle"]).read_text())
     os.chdir(plan["workdir"])
     sys.path.insert(0, plan["workdir"])
     output_dir = Path(plan["outputs"][task])
+    die_with_parent(signal.SIGKILL, executor)
     namespace = fresh_main()
     try:
         run_prelude(bundle, namespace)
@@ -279,10 +432,11 @@ def _run_fresh(plan_path: str, task: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--one"]:
-        return _run_fresh(args[2], args[1])
+        return _run_fresh(args[2], args[1], int(args[3]) if len(args) > 3 else None)
     plan_path = args[0]
     plan = json.loads(Path(plan_path).read_text())
     plan["path"] = plan_path
+    die_with_parent(signal.SIGTERM, plan.get("parent_pid"))
     events_fd = int(plan.get("events_fd", 1))
     with open(events_fd, "w", buffering=1, closefd=False) as events:
         return Executor(plan, events).run()

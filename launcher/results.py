@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from cellpipe.runtime import values
 
+from .step_cache import private_problem
 from .store import ResultError, RunRecord, RunStore, StepRecord, find_run, open_store
 
 ENTRY_POINT_GROUP = "cellpipe.value_sources"
@@ -103,7 +104,13 @@ class Located:
         if self.kind == "metric":
             return self.metric
         assert self.directory is not None
-        return values.load(self.directory)
+        try:
+            return values.load(self.directory)
+        except Exception as exc:  # a damaged file: say which, never a traceback
+            raise ResultError(
+                f"{self.describe()} could not be read from {self.directory} "
+                f"({type(exc).__name__}: {exc}); run the pipeline again to make it anew"
+            ) from None
 
     def describe(self) -> str:
         if self.kind == "metric":
@@ -155,6 +162,11 @@ def locate(store: RunStore, run_id: str, name: str, step: str | None = None) -> 
         except ResultError as exc:
             errors.append(str(exc))
             continue
+        # values are unpickled: never from a folder another user could have written
+        if isinstance(source, LocalValues):
+            problem = private_problem(directory, store.path.parent)
+            if problem:
+                raise ResultError(problem)
         return Located(record.run_id, name, "value", producer.name, directory=directory)
     if name in record.metrics and chosen is None:
         return Located(record.run_id, name, "metric", None, metric=record.metrics[name])

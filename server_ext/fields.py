@@ -35,8 +35,10 @@ def _whole(minimum: int, maximum: int) -> Check:
     def check(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
             return "must be a whole number"
-        if not minimum <= value <= maximum:
-            return f"must be from {minimum} to {maximum}"
+        if value < minimum:  # as cluster.number_field says it
+            return "cannot be negative" if minimum == 0 else f"must be at least {minimum}"
+        if value > maximum:
+            return f"must be at most {maximum:,}"
         return None
 
     return check

@@ -120,6 +120,11 @@ class GpuOffer:
     total: int | None = None
     free: int | None = None
     max_per_server: int | None = None  # the most one server can get now (one node, one host)
+    # The most one server could ever get: the largest machine's count of this type, or
+    # (`largest_configured`) a bound configured where the machines cannot be seen. It bounds
+    # a count when what is free is unknown. None: not bounded.
+    largest: int | None = None
+    largest_configured: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,7 @@ class Offer:
 
     def most_gpus(self, gpu: GpuOffer) -> int | None:
         """The most GPUs of this type one server may ask for now (None: not bounded)."""
-        bounds = [b for b in (self.gpus_left, gpu.max_per_server) if b is not None]
+        bounds = [b for b in (self.gpus_left, gpu.max_per_server, gpu.largest) if b is not None]
         return min(bounds) if bounds else None
 
     @property
@@ -352,9 +357,24 @@ def check_choices(options: Mapping[str, Any], offer: Offer) -> Choices:
                 + (" on any one machine" if (gpu.free or 0) > gpu.max_per_server else "")
                 + ". Ask for fewer, choose another type, or try again later."
             )
+        if gpu.largest is not None and gpus > gpu.largest:
+            raise FormError(f"You asked for {gpus} × {gpu.display_name}; {_largest(gpu)}.")
     choices = Choices(image, cpu, memory, gpu_type, gpus, resource)
     _check_totals(choices, offer)
     return choices
+
+
+def _largest(gpu: GpuOffer) -> str:
+    """Why one server gets at most `gpu.largest`, for people."""
+    if gpu.largest_configured:
+        return (
+            f"one server may ask for at most {gpu.largest} (the hub cannot see how many one "
+            "machine has). Ask for fewer"
+        )
+    return (
+        f"the largest machine has {gpu.largest}, so one server can get at most {gpu.largest}. "
+        "Ask for fewer"
+    )
 
 
 def _check_image(options: Mapping[str, Any], offer: Offer) -> str:

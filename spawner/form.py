@@ -36,6 +36,12 @@ def gpu_label(gpu: GpuOffer, most: int | None) -> str:
     """`A100 80 GB (nvidia.com/gpu): 3 of 4 free` — what people read in the type list."""
     if gpu.free is None:
         availability = "availability unknown"
+        if gpu.largest is not None:  # what bounds the count then, said
+            availability += f", at most {gpu.largest}" + (
+                " per server"
+                if gpu.largest_configured
+                else f" (the largest machine has {gpu.largest})"
+            )
     elif gpu.total is not None:
         availability = f"{gpu.free} of {gpu.total} free"
     else:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from kubespawner import KubeSpawner
-from traitlets import Bool, Dict, List, Unicode, default
+from traitlets import Bool, Dict, Integer, List, Unicode, default
 
 from .base import GPUFormMixin
 from .choices import GpuOffer
@@ -58,6 +58,15 @@ class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
         help="""Show free GPUs on the form from the cluster's nodes and pods (needs a
         ClusterRole that may list nodes and pods). False: the configured gpu_types, counts
         unknown.""",
+    ).tag(config=True)
+
+    max_gpus_per_server = Integer(
+        8,
+        allow_none=True,
+        help="""The most GPUs of a type one server may ask for when the hub cannot read the
+        nodes (read_cluster_gpus False, or no permission): the size of the largest GPU node
+        (raise it for MIG slices). Where the nodes can be read, the largest node bounds it.
+        None: no bound (a count no node has leaves the server pending).""",
     ).tag(config=True)
 
     home_mount_path = Unicode(
@@ -142,6 +151,9 @@ class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
             known = inventory.counts_known and entry.free is not None
             schedulable = [n for n in entry.nodes if n.schedulable]
             most = max((n.free or 0 for n in schedulable), default=0) if known else None
+            # Free or not, no server gets more than the largest node has (or, nodes unseen,
+            # than configured), so a count no node can hold is refused on the form.
+            seen = inventory.source == "cluster"
             offers.append(
                 GpuOffer(
                     entry.name,
@@ -150,6 +162,8 @@ class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
                     entry.total if inventory.counts_known else None,
                     entry.free if known else None,
                     most,
+                    largest=entry.max_per_node if seen else self.max_gpus_per_server,
+                    largest_configured=not seen,
                 )
             )
         return offers, note

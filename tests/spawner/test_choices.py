@@ -279,3 +279,25 @@ def test_running_servers_usage_is_read_leniently() -> None:
         2, 2.0, 4 * 2**30, 1
     )
     assert lenient_usage({"gpus": "many", "cpu": "lots", "memory": []}) == Usage(0, 0.0, 0, 1)
+
+
+def test_unknown_free_counts_and_no_limit_are_bounded_by_the_largest_machine() -> None:
+    # Given free counts the hub cannot know and no limit, but the largest node's size
+    by_node = GpuOffer("NVIDIA-A100-SXM4-80GB", "A100", "nvidia.com/gpu", largest=8)
+    assert refused({"gpus": 16, "gpu_type": by_node.name}, gpus=(by_node,), limits=Limits()) == (
+        "You asked for 16 × A100; the largest machine has 8, so one server can get at most 8. "
+        "Ask for fewer."
+    )
+    assert check_choices(
+        {"gpus": 8, "gpu_type": by_node.name}, offer(gpus=(by_node,), limits=Limits())
+    ).gpus == (8)
+    # and where not even the nodes can be read: the bound configured for the spawner
+    configured = GpuOffer(
+        "NVIDIA-A100-SXM4-80GB", "A100", "nvidia.com/gpu", largest=4, largest_configured=True
+    )
+    assert refused(
+        {"gpus": 5, "gpu_type": configured.name}, gpus=(configured,), limits=Limits()
+    ) == (
+        "You asked for 5 × A100; one server may ask for at most 4 (the hub cannot see how many "
+        "one machine has). Ask for fewer."
+    )

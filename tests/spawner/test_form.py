@@ -198,3 +198,20 @@ def test_text_from_configuration_and_users_is_escaped() -> None:
     assert fields.controls["gpu_type"]["options"][1]["text"] == "<b>bold</b> & co: 1 of 1 free"
     assert fields.controls["custom_image"]["value"] == '"><script>alert(2)</script>'
     assert fields.controls["gpus"]["value"] == "0"
+
+
+def test_unknown_counts_bounded_by_the_largest_machine_say_so() -> None:
+    by_node = GpuOffer("NVIDIA-H100", "H100", "nvidia.com/gpu", largest=8)
+    fields = parse(render_form(offer(gpus=(by_node,), limits=Limits()), {}).replace("\n", ""))
+    assert fields.controls["gpu_type"]["options"][1]["text"] == (
+        "H100: availability unknown, at most 8 (the largest machine has 8)"
+    )
+    assert fields.controls["gpus"]["max"] == "8"
+    configured = GpuOffer(
+        "NVIDIA-H100", "H100", "nvidia.com/gpu", largest=4, largest_configured=True
+    )
+    fields = parse(render_form(offer(gpus=(configured,), limits=Limits()), {}).replace("\n", ""))
+    assert fields.controls["gpu_type"]["options"][1]["text"] == (
+        "H100: availability unknown, at most 4 per server"
+    )
+    assert fields.controls["gpus"]["max"] == "4"

@@ -236,6 +236,24 @@ def test_a_hub_that_may_not_list_nodes_shows_the_configured_types(
     assert offer.gpu_note == (
         "Free GPU counts are unknown (the hub may not list the cluster's nodes)."
     )
+    # and a count is still bounded: by the spawner's max_gpus_per_server (default 8)
+    assert [(g.largest, g.largest_configured) for g in offer.gpus] == [(8, True), (8, True)]
+
+
+def test_unknown_free_counts_are_bounded_by_the_largest_node(fake_cluster: Cluster) -> None:
+    # Given a hub that may list the nodes but not the pods (so nothing is known to be free)
+    assert fake_cluster.fake is not None
+    fake_cluster.fake.forbidden.add("pods")
+
+    async def scenario() -> Any:
+        return await new_spawner(fake_cluster, HubUser("alice")).offer()
+
+    offer = run(scenario)
+    assert [(g.name, g.free, g.max_per_server, g.largest) for g in offer.gpus] == [
+        (A100, None, None, 4),
+        (T4, None, None, 1),
+    ]
+    assert offer.most_gpus(offer.gpus[0]) == 4
 
 
 def test_choices_are_checked_again_when_the_server_starts(fake_cluster: Cluster) -> None:

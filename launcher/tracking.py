@@ -123,8 +123,9 @@ class LocalTracker:
                 return
             path = run_dir / "steps" / found.task / LOG_FILE
             report = run_dir / "steps" / found.task / REPORT_FILE
-            if not follow and not path.is_file() and report.is_file():
-                yield json.loads(report.read_text()).get("printed", "")
+            printed = _printed(report)
+            if not follow and not path.is_file() and printed is not None:
+                yield printed
                 return
         yield from _follow_file(path, lambda: self._ended(record.run_id), follow)
 
@@ -133,6 +134,16 @@ class LocalTracker:
         if current is None:
             return True
         return self.refresh(current).status in FINISHED
+
+
+def _printed(report: Path) -> str | None:
+    """What a step's report kept of its output; None when there is no readable report."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    printed = data.get("printed", "") if isinstance(data, dict) else None
+    return printed if isinstance(printed, str) else None
 
 
 def _follow_file(path: Path, ended: Any, follow: bool, poll: float = 0.5) -> Iterator[str]:
@@ -267,9 +278,9 @@ def local_log_tail(record: RunRecord, step: StepRecord | None) -> LogTail:
         return _tail(run_log, "run")
     outputs = run_dir / "steps" / step.task
     found = _tail(outputs / LOG_FILE, "step")
-    if found.source is None and (outputs / REPORT_FILE).is_file():
-        report = json.loads((outputs / REPORT_FILE).read_text(encoding="utf-8"))
-        found = LogTail(report.get("printed", ""), "report", False)
+    printed = _printed(outputs / REPORT_FILE) if found.source is None else None
+    if printed is not None:
+        found = LogTail(printed, "report", False)
     if found.source is None and record.engine == "kfp-local":
         found = _tail(run_log, "run")
     return found

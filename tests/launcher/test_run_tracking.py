@@ -261,3 +261,16 @@ def test_a_malformed_row_is_shown_with_what_is_wrong_not_a_traceback(tmp_path: P
     assert "damaged" in (bad.error or "") and "parameters" in (bad.error or "")
     assert {r.run_id for r in store.list()} == {"good", "bad"}
     assert store.get("good") == good
+
+
+def test_a_garbage_report_file_is_no_traceback(tmp_path: Path) -> None:
+    from cellpipe.launcher.tracking import local_log_tail
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    record = store.create("/nb.ipynb", "p", "kfp-local", {}, [("a", "a")], tmp_path / "runs")
+    outputs = Path(record.outputs) / "steps" / "a"
+    outputs.mkdir(parents=True)
+    (outputs / "cellpipe-report.json").write_bytes(b"\x00{garbage")
+    tail = local_log_tail(record, record.steps["a"])
+    assert tail.source != "report"
+    assert "".join(LocalTracker(store).logs(record, "a", follow=False)) == ""

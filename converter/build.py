@@ -716,12 +716,15 @@ def _flow(pipeline: Pipeline, collected: _Collected, diagnostics: list[Diagnosti
     for cell_index, message in prelude.notes:
         diagnostics.append(Diagnostic(message, cell_index, None, None, "warning"))
     flows = []
+    # Parameters that are numbers, strings or booleans cannot change in place (until a step
+    # binds the name to something else).
+    fixed = {n for n, p in pipeline.parameters.items() if p.type in ("int", "float", "str", "bool")}
     for step in pipeline.steps:
         # Modules the prelude imports are modules in every step: calling them changes nothing
-        # that travels (a seed call is warned about instead).
-        usage = names.analyse(
-            collected.trees[step.name], names.Usage(imported=set(prelude.imported))
-        )
+        # that travels (a seed call is warned about instead). Calls of its functions are
+        # followed into their bodies.
+        usage = names.analyse(collected.trees[step.name], names.step_usage(prelude, fixed))
+        fixed -= set(usage.writes)
         names.add_called_function_reads(usage, prelude.functions)
         for cell_index, message in usage.notes:
             diagnostics.append(

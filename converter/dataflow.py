@@ -100,6 +100,96 @@ def resolve_values(
     for flow in flows:
         written = list(flow.usage.writes)
         flow.step.hands_on.sort(key=lambda n: written.index(n) if n in written else len(written))
+    _warn_split_containers(flows, diagnostics)
+
+
+def _warn_split_containers(flows: list[StepFlow], diagnostics: list[Diagnostic]) -> None:
+    """A list built from other names in one step, changed through either in another.
+
+    In the notebook `combine = [train, test]` holds the very objects `train` and `test` name, so
+    a change through one is a change through the other. Between steps each value travels as a
+    copy of its own, and that sharing is lost: handing more on cannot bring it back, so the
+    step that changes one of them is warned, with what to write instead.
+    """
+    position = {f.step.name: i for i, f in enumerate(flows)}
+    for index, flow in enumerate(flows):
+        step = flow.step
+        for container, cell_index in flow.usage.changed_inside.items():
+            builder = step.received_from.get(container)
+            if builder is None:
+                continue
+            held = flows[position[builder]].usage.holds.get(container, set())
+            members = [
+                m
+                for m in sorted(held)
+                if not _rebound_between(flows, position[builder], index, m)
+                and any(m in f.step.receives for f in flows[index:])
+            ]
+            if not members:
+                continue
+            names = _both(members)
+            readers = _steps(
+                sorted({f.step.name for f in flows[index:] if set(members) & set(f.step.receives)})
+            )
+            diagnostics.append(
+                Diagnostic(
+                    f"changes what {container!r} holds, and step {builder!r} built "
+                    f"{container!r} from {names}; between steps each value travels as a copy of "
+                    f"its own, so {names} in {readers} "
+                    f"{'does' if len(members) == 1 else 'do'} not get this change; build "
+                    f"{container!r} again in this step from {names}, or change "
+                    f"{'it' if len(members) == 1 else 'them'} by name",
+                    cell_index,
+                    _cell_id(step, cell_index),
+                    step.name,
+                    "warning",
+                )
+            )
+        for member, cell_index in flow.usage.changed_in_place.items():
+            if member not in step.received_from:
+                continue
+            stale: dict[tuple[str, str], list[str]] = {}
+            for later in flows[index + 1 :]:
+                for container in later.step.receives:
+                    builder = later.step.received_from[container]
+                    at = position[builder]
+                    if (
+                        at < index
+                        and member in flows[at].usage.holds.get(container, set())
+                        and not _rebound_between(flows, at, index, member)
+                    ):
+                        stale.setdefault((container, builder), []).append(later.step.name)
+            for (container, builder), stale_in in sorted(stale.items()):
+                diagnostics.append(
+                    Diagnostic(
+                        f"changes {member!r} in place, and {container!r}, built in step "
+                        f"{builder!r}, holds {member!r}; between steps each value travels as a "
+                        f"copy of its own, so {container!r} in {_steps(stale_in)} does not get "
+                        f"this change; build {container!r} again after this change, or keep these "
+                        "cells in one step",
+                        cell_index,
+                        _cell_id(step, cell_index),
+                        step.name,
+                        "warning",
+                    )
+                )
+
+
+def _rebound_between(flows: list[StepFlow], start: int, end: int, name: str) -> bool:
+    """Whether a step strictly between two binds `name` to a new object (not only changes it)."""
+    return any(
+        name in f.usage.writes and name not in f.usage.changed_in_place
+        for f in flows[start + 1 : end]
+    )
+
+
+def _steps(names: list[str]) -> str:
+    return ("step " if len(names) == 1 else "steps ") + _both(names)
+
+
+def _both(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _producer(

@@ -9,6 +9,7 @@ Python's own scoping rules; a function's free names are read when it is called.
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -100,6 +101,22 @@ READ_ONLY_METHODS = frozenset(
         "hist",
         "show",
         "evaluate",
+        "item",
+        "numpy",
+        "detach",
+        "cpu",
+        "size",
+        "dim",
+        "numel",
+        "backward",
+        "iterrows",
+        "itertuples",
+        "isin",
+        "cumsum",
+        "shift",
+        "diff",
+        "abs",
+        "duplicated",
     ]
 )
 # Calls that change module state which does not travel between steps (each step starts fresh).
@@ -122,6 +139,132 @@ WRITE_METHODS = frozenset(
         "tofile",
     ]
 )
+# Methods whose result is a part of the object they are called on (a change of the result is a
+# change of that object), although they do not change it themselves.
+PART_METHODS = frozenset(["get", "values", "items", "keys", "setdefault", "pop", "popitem"])
+# Container methods that put their argument into the object (`append`) or its elements (`extend`).
+ADD_METHODS = frozenset(["append", "add", "insert", "setdefault", "appendleft"])
+EXTEND_METHODS = frozenset(["extend", "update", "extendleft"])
+# Functions known to return a new object, by the name they are called with (`pd.concat` and
+# `concat` alike): a change of what they return changes no other name. Calls through a module
+# (`np.log(x)`) and constructors (`StandardScaler()`) are taken to return new objects as well.
+FRESH_CALLS = frozenset(
+    [
+        "abs",
+        "array",
+        "bool",
+        "bytes",
+        "concat",
+        "concatenate",
+        "cross_val_score",
+        "cross_validate",
+        "cut",
+        "deepcopy",
+        "divmod",
+        "empty",
+        "exp",
+        "float",
+        "format",
+        "full",
+        "genfromtxt",
+        "get_dummies",
+        "hash",
+        "hstack",
+        "id",
+        "input",
+        "int",
+        "isinstance",
+        "len",
+        "linspace",
+        "load",
+        "loadtxt",
+        "log",
+        "log1p",
+        "make_blobs",
+        "make_classification",
+        "make_regression",
+        "merge",
+        "ones",
+        "ones_like",
+        "open",
+        "permutation",
+        "pow",
+        "print",
+        "qcut",
+        "randint",
+        "randn",
+        "range",
+        "read_csv",
+        "read_excel",
+        "read_feather",
+        "read_hdf",
+        "read_json",
+        "read_parquet",
+        "read_pickle",
+        "read_sql",
+        "read_table",
+        "repr",
+        "round",
+        "sqrt",
+        "stack",
+        "str",
+        "sum",
+        "tensor",
+        "to_datetime",
+        "to_numeric",
+        "train_test_split",
+        "type",
+        "vstack",
+        "where",
+        "zeros",
+        "zeros_like",
+    ]
+)
+# Functions that return their (first) argument or a view of it.
+SHARING_CALLS = frozenset(
+    [
+        "as_tensor",
+        "memoryview",
+        "asanyarray",
+        "asarray",
+        "ascontiguousarray",
+        "asfortranarray",
+        "atleast_1d",
+        "atleast_2d",
+        "atleast_3d",
+        "from_numpy",
+        "getattr",
+        "vars",
+    ]
+)
+# Builtins that return one of their arguments, or an element of their one argument.
+PICK_CALLS = frozenset(["max", "min", "next"])
+# Builtins (and copy.copy) that make a new container of their argument's elements.
+CONTAINER_CALLS = frozenset(
+    [
+        "copy",
+        "dict",
+        "enumerate",
+        "filter",
+        "frozenset",
+        "iter",
+        "list",
+        "reversed",
+        "set",
+        "sorted",
+        "tuple",
+        "zip",
+    ]
+)
+# Functions that change their first argument in place (and any function named like torch's
+# in-place ones, `xavier_uniform_(w)`).
+IN_PLACE_CALLS = frozenset(
+    ["copyto", "delattr", "fill_diagonal", "place", "put", "putmask", "setattr", "shuffle"]
+)
+# Python's builtins return new objects, but for the ones in the lists above.
+_BUILTINS = frozenset(dir(builtins)) - SHARING_CALLS - PICK_CALLS - CONTAINER_CALLS
+
+FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
 
 @dataclass
@@ -137,17 +280,40 @@ class Usage:
     written_files: dict[str, int] = field(default_factory=dict)
     string_constants: dict[str, int] = field(default_factory=dict)
     notes: list[tuple[int, str]] = field(default_factory=list)  # (cell index, warning)
+    # Given: functions whose bodies calls are followed into (the functions cell's), and names
+    # whose values cannot change in place (parameters that are numbers, strings or booleans).
+    function_defs: dict[str, FunctionNode] = field(default_factory=dict)
+    fixed: set[str] = field(default_factory=set)
+    # Found, for the data flow between steps: at the step's end, the names whose objects hold
+    # the objects of other names (`combine = [train, test]`: combine -> {train, test}); and
+    # the received names whose objects the step changed in place, or whose elements it changed.
+    holds: dict[str, set[str]] = field(default_factory=dict)
+    changed_in_place: dict[str, int] = field(default_factory=dict)
+    changed_inside: dict[str, int] = field(default_factory=dict)
 
 
 def analyse(cells: list[tuple[int, ast.Module]], usage: Usage | None = None) -> Usage:
     """Analyse a step's cells in order (each already parsed)."""
     usage = usage or Usage()
+    heap = _Heap()
     for cell_index, tree in cells:
-        visitor = _TopLevel(usage, cell_index)
+        visitor = _TopLevel(usage, cell_index, heap)
         for statement in tree.body:
             visitor.visit(statement)
     _add_deferred_reads(usage)
+    usage.holds = heap.holdings(usage.imported)
     return usage
+
+
+def step_usage(prelude: Usage, fixed: set[str]) -> Usage:
+    """Where a step's analysis starts: the modules the prelude imports, the functions it
+    defines (calls are followed into their bodies), and names whose values cannot change in
+    place."""
+    return Usage(
+        imported=set(prelude.imported),
+        function_defs=dict(prelude.function_defs),
+        fixed=set(fixed),
+    )
 
 
 def add_called_function_reads(usage: Usage, functions: dict[str, set[str]]) -> None:
@@ -177,6 +343,162 @@ def _add_deferred_reads(usage: Usage) -> None:
                 usage.reads.setdefault(free, cell)
 
 
+# --- what names may hold ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What an expression may evaluate to, and per position where it is a tuple of known length."""
+
+    objects: frozenset[int]
+    parts: tuple[_Shape, ...] | None = None
+
+
+class _Heap:
+    """Abstract objects for one step: which names may hold which, and what holds what.
+
+    An object stands for a value the step makes or receives: the value a name held when the step
+    began (`received`), one per literal or call, and one unknown element for each container whose
+    elements are not all known. A change of an object changes every object holding it (a list
+    of frames changes when one of its frames does); an object that a call of unseen code returned
+    may be any of the call's arguments (`opaque`), which only a guess can follow.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.points: dict[str, frozenset[int]] = {}
+        self.pointed_by: dict[int, set[str]] = {}
+        self.elements: dict[int, set[int]] = {}
+        self.holders: dict[int, set[int]] = {}
+        self.known: set[int] = set()  # containers whose elements are all known (literals)
+        self.unknown_element: dict[int, int] = {}
+        self.received_by: dict[int, str] = {}
+        self.received_as: dict[str, int] = {}
+        self.immutable: set[int] = set()
+        self.opaque: dict[int, tuple[frozenset[int], str]] = {}  # object -> (may be, call)
+        self.callables: set[int] = set()  # lambdas: code that may return what it is given
+        self.work = 0  # objects visited following changes, against _WORK
+        self.unmarked: list[str] = []  # names bound or read since all were taken as changed
+        self.marked_all = False
+
+    def new(self, immutable: bool = False) -> int:
+        self.count += 1
+        if immutable:
+            self.immutable.add(self.count)
+        return self.count
+
+    def received(self, name: str, immutable: bool = False) -> int:
+        obj = self.received_as.get(name)
+        if obj is None:
+            obj = self.new(immutable)
+            self.received_as[name] = obj
+            self.received_by[obj] = name
+        return obj
+
+    @property
+    def saturated(self) -> bool:
+        return self.work > _WORK
+
+    def point(self, name: str, objects: frozenset[int]) -> None:
+        if len(objects) > _WIDE:
+            self.work = _WORK + 1
+        if self.saturated:  # who holds what no longer matters: every name counts as changed
+            self.points[name] = objects
+            self.unmarked.append(name)
+            return
+        for obj in self.points.get(name, ()):
+            self.pointed_by[obj].discard(name)
+        self.points[name] = objects
+        for obj in objects:
+            self.pointed_by.setdefault(obj, set()).add(name)
+
+    def forget(self, name: str) -> None:
+        self.point(name, frozenset())
+        del self.points[name]
+
+    def hold(self, container: int, objects: frozenset[int]) -> None:
+        if container in self.immutable:
+            return
+        for obj in objects - self.immutable:
+            self.elements.setdefault(container, set()).add(obj)
+            self.holders.setdefault(obj, set()).add(container)
+
+    def container(self, objects: frozenset[int]) -> int:
+        obj = self.new()
+        self.known.add(obj)
+        self.hold(obj, objects)
+        return obj
+
+    def elements_of(self, objects: frozenset[int]) -> frozenset[int]:
+        """What a container's elements (or an object's attributes) may be."""
+        found: set[int] = set()
+        for obj in objects - self.immutable:
+            found.update(self.elements.get(obj, ()))
+            if obj not in self.known:
+                element = self.unknown_element.get(obj)
+                if element is None:
+                    element = self.new()
+                    self.unknown_element[obj] = element
+                    self.hold(obj, frozenset([element]))
+                found.add(element)
+        return frozenset(found)
+
+    def spread(self, objects: frozenset[int]) -> tuple[set[int], set[int], set[int]]:
+        """What a change of `objects` changes: for certain, only by a guess, and which of
+        those through one of their elements.
+
+        A change of an object changes what holds it. An opaque call's result may be any of its
+        arguments: a guess, followed up only into lists and dicts this step built (not into a
+        received object's unknown elements)."""
+        sure: set[int] = set()
+        guessed: set[int] = set()
+        inside: set[int] = set()
+        todo = [(obj, False, False) for obj in objects]
+        while todo:
+            obj, guess, through_element = todo.pop()
+            self.work += 1
+            if obj in self.immutable:
+                continue
+            if through_element:
+                inside.add(obj)
+            if obj in sure or (guess and obj in guessed):
+                continue
+            (guessed if guess else sure).add(obj)
+            for holder in self.holders.get(obj, ()):
+                if not guess or holder in self.known:
+                    todo.append((holder, guess, True))
+            if obj in self.opaque:
+                todo.extend((candidate, True, False) for candidate in self.opaque[obj][0])
+        return sure, guessed - sure, inside
+
+    def names_of(self, objects: set[int]) -> set[str]:
+        return {name for obj in objects for name in self.pointed_by.get(obj, ())}
+
+    def holdings(self, skip: set[str]) -> dict[str, set[str]]:
+        """name -> the other names whose objects its objects hold (up to three deep): the
+        lists, dicts and objects the step built from them, or put them into."""
+        result: dict[str, set[str]] = {}
+        unknown = set(self.unknown_element.values())
+        for name, objects in self.points.items():
+            if name in skip or not any(obj in self.elements for obj in objects):
+                continue
+            inner: set[int] = set()
+            level = {e for obj in objects for e in self.elements.get(obj, ())}
+            for _ in range(3):
+                level -= inner
+                if not level or self.work > _WORK:
+                    break
+                self.work += len(level)
+                inner |= level
+                level = {e for obj in level for e in self.elements.get(obj, ())}
+            # What the step put there itself, not the unknown elements of what it received
+            # (`X = df[features]` may be a copy).
+            members = self.names_of(inner - unknown) - skip - {name}
+            if members:
+                result[name] = members
+        return result
+
+
 def root_name(node: ast.expr) -> str | None:
     """`df` for `df`, `df.a`, `df["a"].b`; None where the object is made by a call."""
     while isinstance(node, (ast.Attribute, ast.Subscript)):
@@ -184,44 +506,182 @@ def root_name(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
+@dataclass
+class _Effects:
+    """What calling a function defined in the notebook does to what it is given."""
+
+    positional: list[str]
+    named: set[str]
+    vararg: str | None = None
+    kwarg: str | None = None
+    changes: set[str] = field(default_factory=set)  # parameters whose objects it changes
+    returns: set[str] = field(default_factory=set)  # parameters it may return (or a part of)
+    # parameters that what it returns from a call of unseen code may be -> that call
+    returns_opaque: dict[str, str] = field(default_factory=dict)
+    globals_changed: set[str] = field(default_factory=set)
+    unknown: bool = False  # too deep to follow: taken to change every argument
+
+
+_NO_EFFECTS = _Effects([], set())
+# How many objects a step's analysis may visit following changes before it stops following
+# each one and takes every value the step reads or makes as changed (slower, never stale).
+_WORK = 100_000
+_WIDE = 1_000  # objects one name may hold, likewise
+_MAX_FOLLOWED_CALLS = 24
+
+
 class _TopLevel(ast.NodeVisitor):
-    def __init__(self, usage: Usage, cell_index: int) -> None:
+    def __init__(
+        self,
+        usage: Usage,
+        cell_index: int,
+        heap: _Heap | None = None,
+        summaries: dict[int, _Effects] | None = None,
+        depth: int = 0,
+    ) -> None:
         self.usage = usage
         self.cell = cell_index
         self.conditional = 0
-        self.aliases: dict[str, str] = {}
+        self.heap = heap or _Heap()
+        self.summaries = summaries if summaries is not None else {}
+        self.depth = depth  # how many function calls deep (when summarising a function)
+        self.certain: list[set[str]] = []  # bound for certain inside a loop body or handler
+        self.local: list[set[str]] = []  # comprehension variables
+        self.quiet = 0  # reads were already counted (a comprehension's second pass)
+        self.values: dict[int, frozenset[int]] = {}
+        self.returned: set[int] = set()
+        self.changed: set[int] = set()
+        self.strong = 0  # a loop target: it holds the element for certain inside the body
+        self.noted: set[str] = set()
 
     # -- name events --------------------------------------------------------------------
     def read(self, name: str) -> None:
+        if self.quiet or self._is_local(name) or any(name in s for s in self.certain):
+            return
         if name not in self.usage.bound:
             self.usage.reads.setdefault(name, self.cell)
 
-    def bind(self, name: str) -> None:
+    def _is_local(self, name: str) -> bool:
+        return any(name in scope for scope in self.local)
+
+    def bind(self, name: str, objects: frozenset[int] | None = None) -> None:
+        """`name` now holds `objects` (a new object when not given)."""
+        if objects is None:
+            objects = frozenset([self.heap.new()])
+        if (
+            self.conditional
+            and not self.strong
+            and not self._is_local(name)
+            and not (self.heap.saturated)
+        ):
+            objects |= self.heap.points.get(name) or frozenset([self._received(name)])
+        self.heap.point(name, objects)
+        if self._is_local(name):
+            return
+        self.usage.function_defs.pop(name, None)
         self.usage.writes[name] = self.cell
         self.usage.deleted.discard(name)
-        self.aliases.pop(name, None)
         if not self.conditional:
             self.usage.bound.add(name)
 
+    def _received(self, name: str) -> int:
+        return self.heap.received(name, immutable=name in self.usage.fixed)
+
     def change(self, name: str) -> None:
-        if name in self.usage.imported:
+        if name in self.usage.imported or self._is_local(name):
             return
         self.usage.writes[name] = self.cell
-        original = self.aliases.get(name)
-        if original is not None:
-            self.usage.notes.append(
-                (
-                    self.cell,
-                    f"{name!r} is another name for {original!r} here; changing {name!r} also "
-                    f"changes {original!r} in the notebook, but cellpipe only sees changes made "
-                    f"through the name {original!r}; use {original!r} or make a copy",
-                )
-            )
 
     def delete(self, name: str) -> None:
         self.usage.writes[name] = self.cell
         self.usage.deleted.add(name)
         self.usage.bound.discard(name)
+        if name in self.heap.points:
+            self.heap.forget(name)
+
+    def change_objects(
+        self, objects: frozenset[int], what: str | ast.expr, up: bool = True
+    ) -> None:
+        """The objects are changed in place (through `what`, for the warning)."""
+        heap = self.heap
+        if heap.saturated:
+            self._change_everything()
+            return
+        if up:
+            sure, guessed, inside = heap.spread(objects)
+        else:
+            sure, guessed, inside = set(objects - heap.immutable), set(), set()
+        self.changed |= sure | guessed
+        written_before = set(self.usage.writes)
+        for obj in sorted(sure | guessed):
+            name = heap.received_by.get(obj)
+            if name is not None and obj in heap.points.get(name, ()):
+                self._mark(name, received=True)
+                if obj in inside:
+                    self.usage.changed_inside.setdefault(name, self.cell)
+                else:
+                    self.usage.changed_in_place.setdefault(name, self.cell)
+        sure_names = heap.names_of(sure)
+        guessed_names = heap.names_of(guessed) - sure_names
+        for name in sorted(sure_names | guessed_names):
+            self._mark(name, received=False)
+        extra = sorted(
+            n
+            for n in guessed_names - written_before
+            if not self._is_local(n) and n not in self.usage.imported
+        )
+        if extra:
+            calls = sorted({heap.opaque[o][1] for o in heap.spread(objects)[0] if o in heap.opaque})
+            self._note_guess(what, extra, calls)
+
+    def _change_everything(self) -> None:
+        heap = self.heap
+        if heap.marked_all:
+            names, heap.unmarked = heap.unmarked, []
+        else:
+            heap.marked_all = True
+            names = list(heap.points)
+            heap.unmarked = []
+            self.usage.notes.append(
+                (
+                    self.cell,
+                    "so many of this step's names share objects that cellpipe stops following "
+                    "each change here: the step hands on every value it reads or makes that a "
+                    "later step reads (slower, never stale); splitting the step helps",
+                )
+            )
+        for name in names:
+            objects = heap.points.get(name, frozenset())
+            if not objects <= heap.immutable:
+                received = heap.received_as.get(name)
+                self._mark(name, received=received is not None and received in objects)
+
+    def _mark(self, name: str, received: bool) -> None:
+        if self._is_local(name) or name in self.usage.imported:
+            return
+        if received:
+            self.read(name)
+        self.usage.writes[name] = self.cell
+
+    def _note_guess(self, what: str | ast.expr, names: list[str], calls: list[str]) -> None:
+        if not isinstance(what, str):
+            what = _short(what)
+        listed = _listing(names)
+        key = f"{what}|{listed}"
+        if key in self.noted:
+            return
+        self.noted.add(key)
+        source = " and ".join(calls) if calls else "a call"
+        them = "it" if len(names) == 1 else "them"
+        self.usage.notes.append(
+            (
+                self.cell,
+                f"{what!r} may be (part of) what {source} returns, code cellpipe cannot see "
+                f"into, so changing {what!r} may change {listed}: this step hands {them} on as "
+                "changed too (slower, never stale); if that code returns a new object, copy it "
+                f"where it is made, or change {them} by name",
+            )
+        )
 
     def _conditionally(self, nodes: list[ast.stmt]) -> None:
         self.conditional += 1
@@ -229,15 +689,283 @@ class _TopLevel(ast.NodeVisitor):
             self.visit(node)
         self.conditional -= 1
 
+    def _body_with(self, names: set[str], nodes: list[ast.stmt]) -> None:
+        # A loop body or handler: its target is bound for certain inside it.
+        self.certain.append(names)
+        self._conditionally(nodes)
+        self.certain.pop()
+
+    # -- values -------------------------------------------------------------------------
+    def value(self, node: ast.expr) -> frozenset[int]:
+        """The objects an expression (already visited) may evaluate to."""
+        key = id(node)
+        found = self.values.get(key)
+        if found is None:
+            found = self._value(node)
+            self.values[key] = found
+        return found
+
+    def _value(self, node: ast.expr) -> frozenset[int]:
+        heap = self.heap
+        if isinstance(node, ast.Name):
+            objects = heap.points.get(node.id)
+            if objects is None:
+                objects = frozenset([self._received(node.id)])
+                heap.point(node.id, objects)
+            return objects
+        if isinstance(node, ast.Subscript) and _selects_rows(node.slice):
+            return frozenset([heap.new()])  # `df[df.age > 30]`, `df[["a", "b"]]`: a copy
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            return heap.elements_of(self.value(node.value))
+        if isinstance(node, (ast.Starred, ast.Await)):
+            return self.value(node.value)
+        if isinstance(node, ast.NamedExpr):
+            return self.value(node.value)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            inner = [self.value(e) for e in node.elts]
+            return frozenset([heap.container(frozenset().union(*inner))])
+        if isinstance(node, ast.Dict):
+            inner = [self.value(v) for v in node.values]
+            return frozenset([heap.container(frozenset().union(*inner))])
+        if isinstance(node, ast.IfExp):
+            return self.value(node.body) | self.value(node.orelse)
+        if isinstance(node, ast.BoolOp):
+            return frozenset().union(*(self.value(v) for v in node.values))
+        if isinstance(node, ast.Call):
+            return self._call_value(node)
+        if isinstance(node, (ast.Constant, ast.JoinedStr)):
+            return frozenset([heap.new(immutable=True)])
+        obj = heap.new()
+        if isinstance(node, ast.Lambda):
+            heap.callables.add(obj)
+        return frozenset([obj])
+
+    def shape(self, node: ast.expr) -> _Shape:
+        """What an assigned expression may be, per position for a tuple or list literal."""
+        objects = self.value(node)
+        if isinstance(node, (ast.Tuple, ast.List)) and not any(
+            isinstance(e, ast.Starred) for e in node.elts
+        ):
+            return _Shape(objects, tuple(self.shape(e) for e in node.elts))
+        return _Shape(objects)
+
+    def iteration(self, node: ast.expr) -> _Shape:
+        """What a loop over `node` binds its target to, each time round."""
+        heap = self.heap
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            self.value(node)  # the container itself, made once
+            if any(isinstance(e, ast.Starred) for e in node.elts):
+                return _Shape(heap.elements_of(self.value(node)))
+            return _union([self.shape(e) for e in node.elts])
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else None
+            plain = [a for a in node.args if not isinstance(a, ast.Starred)]
+            if len(plain) == len(node.args):
+                if name == "zip" and plain:
+                    return self._tuple_shape([self.iteration(a) for a in plain])
+                if name == "enumerate" and plain:
+                    count = _Shape(frozenset([heap.new(immutable=True)]))
+                    return self._tuple_shape([count, self.iteration(plain[0])])
+                if (
+                    name in ("list", "tuple", "sorted", "reversed", "iter", "set")
+                    and plain
+                    and not node.keywords
+                ):
+                    return self.iteration(plain[0])
+                if name == "range":
+                    return _Shape(frozenset([heap.new(immutable=True)]))
+            if isinstance(func, ast.Attribute) and not node.args:
+                if func.attr == "items":
+                    elements = _Shape(heap.elements_of(self.value(func.value)))
+                    return self._tuple_shape([elements, elements])
+                if func.attr in ("values", "keys"):
+                    return _Shape(heap.elements_of(self.value(func.value)))
+        return _Shape(heap.elements_of(self.value(node)))
+
+    def _tuple_shape(self, parts: list[_Shape]) -> _Shape:
+        objects = frozenset().union(*(p.objects for p in parts))
+        return _Shape(frozenset([self.heap.container(objects)]), tuple(parts))
+
+    def _call_value(self, node: ast.Call) -> frozenset[int]:
+        heap = self.heap
+        func = node.func
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        if isinstance(func, ast.Name) and func.id in self.usage.function_defs:
+            return self._returned_by(node, self._effects(func.id))
+        name = func.id if isinstance(func, ast.Name) else None
+        if isinstance(func, ast.Attribute):
+            root = root_name(func.value)
+            if root is None or root not in self.usage.imported:  # a method of an object
+                receiver = self.value(func.value)
+                if func.attr == "copy" and not node.args and not node.keywords:
+                    return frozenset([heap.container(heap.elements_of(receiver))])
+                if func.attr in ("values", "items", "keys"):
+                    return receiver  # a view: its elements are the receiver's
+                if func.attr in PART_METHODS:
+                    return heap.elements_of(receiver)
+                if func.attr in READ_ONLY_METHODS or func.attr.startswith("fit_"):
+                    return frozenset([heap.new()])
+                return receiver  # `model.fit(X, y)` returns the model
+            name = func.attr
+            if name not in SHARING_CALLS:
+                return frozenset([heap.new()])  # through a module: a new object
+        if name is None:
+            return frozenset([heap.new()])
+        first = self.value(node.args[0]) if node.args else frozenset()
+        if name in SHARING_CALLS:
+            return first or frozenset([heap.new()])
+        if name in PICK_CALLS:
+            if len(node.args) == 1:
+                return heap.elements_of(first)
+            return frozenset().union(*(self.value(a) for a in node.args))
+        if name in CONTAINER_CALLS:
+            given = frozenset().union(*(self.value(a) for a in node.args))
+            return frozenset([heap.container(heap.elements_of(given))])
+        if name in FRESH_CALLS or name[:1].isupper() or name in _BUILTINS:
+            return frozenset([heap.new()])
+        if isinstance(func, ast.Name) and not self._unseen_code(func.id):
+            return frozenset([heap.new()])
+        # Code cellpipe cannot see into may return any of what it is given (or an element of a
+        # list given to it): an opaque result.
+        candidates = frozenset().union(*(self.value(a) for a in arguments)) - heap.immutable
+        candidates |= heap.elements_of(candidates & heap.known)
+        if not candidates:
+            return frozenset([heap.new()])
+        obj = heap.new()
+        heap.opaque[obj] = (candidates, _short(node))
+        return frozenset([obj])
+
+    def _unseen_code(self, name: str) -> bool:
+        """Whether calling `name` runs code cellpipe cannot see: an imported function, one a
+        step before made, a lambda. (What a step makes by calling a class, a model or a loss
+        function, is taken to return new objects when called.)"""
+        objects = self.heap.points.get(name)
+        return (
+            name in self.usage.imported
+            or objects is None
+            or any(o in self.heap.received_by or o in self.heap.callables for o in objects)
+        )
+
+    # -- functions defined in the notebook ----------------------------------------------
+    def _effects(self, name: str) -> _Effects:
+        node = self.usage.function_defs[name]
+        key = id(node)
+        known = self.summaries.get(key)
+        if known is not None:
+            return known
+        if self.depth >= _MAX_FOLLOWED_CALLS:
+            positional, named, vararg, kwarg = _parameters(node)
+            return _Effects(positional, named, vararg, kwarg, unknown=True)
+        self.summaries[key] = _NO_EFFECTS  # while it is followed (recursion)
+        effects = _summarise(node, self.usage, self.summaries, self.depth + 1)
+        self.summaries[key] = effects
+        return effects
+
+    def _arguments(self, node: ast.Call, effects: _Effects) -> dict[str, frozenset[int]]:
+        """parameter -> the objects the call gives it."""
+        given: dict[str, frozenset[int]] = {}
+
+        def give(parameter: str | None, objects: frozenset[int]) -> None:
+            if parameter is not None:
+                given[parameter] = given.get(parameter, frozenset()) | objects
+
+        for index, argument in enumerate(node.args):
+            if isinstance(argument, ast.Starred):
+                objects = self.heap.elements_of(self.value(argument.value))
+                for parameter in [*effects.positional[index:], effects.vararg]:
+                    give(parameter, objects)
+                break
+            if index < len(effects.positional):
+                give(effects.positional[index], self.value(argument))
+            else:
+                give(effects.vararg, self.value(argument))
+        for keyword in node.keywords:
+            objects = self.value(keyword.value)
+            if keyword.arg is None:  # **options
+                for parameter in [*effects.named, effects.kwarg]:
+                    give(parameter, self.heap.elements_of(objects))
+            elif keyword.arg in effects.named:
+                give(keyword.arg, objects)
+            else:
+                give(effects.kwarg, objects)
+        return given
+
+    def _returned_by(self, node: ast.Call, effects: _Effects) -> frozenset[int]:
+        heap = self.heap
+        given = self._arguments(node, effects)
+        result: set[int] = set()
+        for parameter in effects.returns:
+            result.update(given.get(parameter, ()))
+        opaque = (
+            frozenset().union(*(given.get(p, frozenset()) for p in effects.returns_opaque))
+            - heap.immutable
+        )
+        if opaque or effects.unknown:
+            obj = heap.new()
+            every = frozenset().union(*given.values()) if effects.unknown else opaque
+            heap.opaque[obj] = (
+                every | heap.elements_of(every),
+                " and ".join(sorted(set(effects.returns_opaque.values()))) or _short(node),
+            )
+            result.add(obj)
+        return frozenset(result) or frozenset([heap.new()])
+
+    def _call_effects(self, node: ast.Call) -> None:
+        """What a call changes besides the object a method is called on."""
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in self.usage.function_defs:
+            effects = self._effects(func.id)
+            given = self._arguments(node, effects)
+            changed = set(given) if effects.unknown else effects.changes
+            for parameter in sorted(changed & set(given)):
+                self.change_objects(given[parameter], func.id)
+            for name in sorted(effects.globals_changed):
+                self.change(name)
+                self.change_objects(self.value_of_name(name), name)
+            return
+        called = (
+            func.id
+            if isinstance(func, ast.Name)
+            else (func.attr if isinstance(func, ast.Attribute) else None)
+        )
+        if called is None or not node.args:
+            return
+        if called in IN_PLACE_CALLS or (called.endswith("_") and not called.startswith("_")):
+            first = node.args[0]
+            root = root_name(first)
+            if root is not None:
+                self.change(root)
+            self.change_objects(self.value(first), root or _short(first))
+
+    def value_of_name(self, name: str) -> frozenset[int]:
+        objects = self.heap.points.get(name)
+        if objects is None:
+            objects = frozenset([self._received(name)])
+            self.heap.point(name, objects)
+        return objects
+
     # -- targets ------------------------------------------------------------------------
-    def store(self, target: ast.expr) -> None:
+    def store(self, target: ast.expr, shape: _Shape | None = None) -> None:
+        if shape is None:
+            shape = _Shape(frozenset([self.heap.new()]))
         if isinstance(target, ast.Name):
-            self.bind(target.id)
+            self.bind(target.id, shape.objects)
         elif isinstance(target, (ast.Tuple, ast.List)):
+            starred = any(isinstance(e, ast.Starred) for e in target.elts)
+            if shape.parts is not None and not starred and len(shape.parts) == len(target.elts):
+                for element, part in zip(target.elts, shape.parts, strict=True):
+                    self.store(element, part)
+                return
+            inner = _Shape(self.heap.elements_of(shape.objects))
             for element in target.elts:
-                self.store(element)
+                if isinstance(element, ast.Starred):
+                    rest = _Shape(frozenset([self.heap.container(inner.objects)]))
+                    self.store(element.value, rest)
+                else:
+                    self.store(element, inner)
         elif isinstance(target, ast.Starred):
-            self.store(target.value)
+            self.store(target.value, shape)
         elif isinstance(target, (ast.Attribute, ast.Subscript)):
             self.visit(target.value)
             if isinstance(target, ast.Subscript):
@@ -245,22 +973,28 @@ class _TopLevel(ast.NodeVisitor):
             root = root_name(target)
             if root is not None:
                 self.change(root)
+            holder = self.value(target.value)
+            for obj in holder:
+                self.heap.hold(obj, shape.objects)
+            self.change_objects(holder, root or _short(target.value))
 
     # -- statements ---------------------------------------------------------------------
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
+        shape = self.shape(node.value)
         for target in node.targets:
-            self.store(target)
-        if isinstance(node.value, ast.Name):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    self.aliases[target.id] = node.value.id
+            self.store(target, shape)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):
-            self.read(node.target.id)
+            name = node.target.id
+            self.read(name)
             self.visit(node.value)
-            self.bind(node.target.id)
+            objects = self.value_of_name(name)
+            # `b = a; b += [1]` changes a's list; a part (`n = df.shape[0]; n += 1`) is not
+            # followed up to what holds it.
+            self.change_objects(objects, name, up=False)
+            self.bind(name, objects)
         else:
             self.visit(node.value)
             self.store(node.target)
@@ -268,7 +1002,12 @@ class _TopLevel(ast.NodeVisitor):
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
             self.visit(node.value)
-            self.store(node.target)
+            self.store(node.target, self.shape(node.value))
+
+    def visit_Return(self, node: ast.Return) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+            self.returned.update(self.value(node.value))
 
     def visit_Delete(self, node: ast.Delete) -> None:
         for target in node.targets:
@@ -279,10 +1018,23 @@ class _TopLevel(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
+        shape = self.iteration(node.iter)
+        names = {n for n in _target_names(node.target) if not self._is_local(n)}
+        before = {n: self.heap.points.get(n) for n in names}
+        # Inside the body the target holds an element for certain; after the loop it may
+        # still hold what it held before (the loop may not run).
         self.conditional += 1
-        self.store(node.target)
+        self.strong += 1
+        self.store(node.target, shape)
+        self.strong -= 1
         self.conditional -= 1
-        self._conditionally(node.body + node.orelse)
+        self._body_with(names, node.body)
+        for name, old in before.items():
+            if self.heap.saturated:
+                break
+            kept = old if old is not None else frozenset([self._received(name)])
+            self.heap.point(name, self.heap.points.get(name, frozenset()) | kept)
+        self._conditionally(node.orelse)
 
     visit_AsyncFor = visit_For
 
@@ -298,7 +1050,7 @@ class _TopLevel(ast.NodeVisitor):
         for item in node.items:
             self.visit(item.context_expr)
             if item.optional_vars is not None:
-                self.store(item.optional_vars)
+                self.store(item.optional_vars, self.shape(item.context_expr))
         for statement in node.body:
             self.visit(statement)
 
@@ -311,9 +1063,13 @@ class _TopLevel(ast.NodeVisitor):
             if handler.type is not None:
                 self.visit(handler.type)
             if handler.name:
-                self.bind(handler.name)
-            for statement in handler.body:
-                self.visit(statement)
+                # `except E as e`: e is bound inside the handler and unbound after it.
+                self.heap.point(handler.name, frozenset([self.heap.new()]))
+                self._body_with({handler.name}, handler.body)
+                self.heap.forget(handler.name)
+            else:
+                for statement in handler.body:
+                    self.visit(statement)
         self.conditional -= 1
         self._conditionally(node.orelse + node.finalbody)
 
@@ -322,15 +1078,19 @@ class _TopLevel(ast.NodeVisitor):
 
     def visit_Match(self, node: ast.Match) -> None:
         self.visit(node.subject)
+        subject = self.value(node.subject)
         self.conditional += 1
         for case in node.cases:
-            for name in _pattern_names(case.pattern):
-                self.bind(name)
+            names = set(_pattern_names(case.pattern))
+            for name in names:
+                self.bind(name, subject | self.heap.elements_of(subject))
             self.generic_visit(case.pattern)
+            self.certain.append(names)
             if case.guard is not None:
                 self.visit(case.guard)
             for statement in case.body:
                 self.visit(statement)
+            self.certain.pop()
         self.conditional -= 1
 
     def visit_Import(self, node: ast.Import) -> None:
@@ -363,6 +1123,8 @@ class _TopLevel(ast.NodeVisitor):
         free, global_writes = scope_globals(node)
         self.usage.functions[node.name] = free
         self.bind(node.name)
+        if not self._is_local(node.name):
+            self.usage.function_defs[node.name] = node
         for name in sorted(global_writes):
             self.usage.writes.setdefault(name, self.cell)
 
@@ -388,7 +1150,7 @@ class _TopLevel(ast.NodeVisitor):
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.visit(node.value)
-        self.bind(node.target.id)
+        self.bind(node.target.id, self.value(node.value))
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         for default in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
@@ -400,6 +1162,34 @@ class _TopLevel(ast.NodeVisitor):
     ) -> None:
         self.visit(node.generators[0].iter)
         self._immediate_scope(node)
+        # Again, for what it changes (`[d.fillna(0, inplace=True) for d in frames]`); its
+        # variables are its own, and its reads are counted above.
+        heap = self.heap
+        scope: set[str] = set()
+        saved: dict[str, frozenset[int] | None] = {}
+        self.quiet += 1
+        self.conditional += 1
+        self.local.append(scope)
+        for index, generator in enumerate(node.generators):
+            if index:
+                self.visit(generator.iter)
+            shape = self.iteration(generator.iter)
+            for name in _target_names(generator.target) - scope:
+                saved[name] = heap.points.get(name)
+                scope.add(name)
+            self.store(generator.target, shape)
+            for condition in generator.ifs:
+                self.visit(condition)
+        for element in [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]:
+            self.visit(element)
+        self.local.pop()
+        self.conditional -= 1
+        self.quiet -= 1
+        for name, old in saved.items():
+            if old is None:
+                heap.forget(name)
+            else:
+                heap.point(name, old)
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
 
@@ -416,13 +1206,14 @@ class _TopLevel(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
         self._note_file_writes(node)
+        self._call_effects(node)
         if not isinstance(node.func, ast.Attribute):
             return
-        root = root_name(node.func.value)
-        if root is None:
-            return
-        if root in self.usage.imported:
-            if node.func.attr in SEED_CALLS:
+        receiver = node.func.value
+        method = node.func.attr
+        root = root_name(receiver)
+        if root is not None and root in self.usage.imported:
+            if method in SEED_CALLS:
                 self.usage.notes.append(
                     (
                         self.cell,
@@ -431,8 +1222,20 @@ class _TopLevel(ast.NodeVisitor):
                         "cell so that every step runs it",
                     )
                 )
-        elif node.func.attr not in READ_ONLY_METHODS:
+            return
+        if method in READ_ONLY_METHODS and not _in_place(node):
+            return
+        objects = self.value(receiver)
+        added = _added_by(node)
+        if added is not None:
+            given = frozenset().union(*(self.value(a) for a in added))
+            if method in EXTEND_METHODS:
+                given = self.heap.elements_of(given)
+            for obj in objects:
+                self.heap.hold(obj, given)
+        if root is not None:
             self.change(root)
+        self.change_objects(objects, root or receiver)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and _looks_like_path(node.value):
@@ -477,6 +1280,141 @@ def _pattern_names(pattern: ast.pattern) -> Iterator[str]:
             yield node.name
         elif isinstance(node, ast.MatchMapping) and node.rest:
             yield node.rest
+
+
+def _target_names(target: ast.expr) -> set[str]:
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return set().union(*(_target_names(e) for e in target.elts))
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return set()
+
+
+def _union(shapes: list[_Shape]) -> _Shape:
+    objects = frozenset().union(*(s.objects for s in shapes))
+    lengths = {len(s.parts) if s.parts is not None else -1 for s in shapes}
+    if len(lengths) != 1 or -1 in lengths:
+        return _Shape(objects)
+    width = lengths.pop()
+    parts = tuple(_union([s.parts[i] for s in shapes if s.parts is not None]) for i in range(width))
+    return _Shape(objects, parts)
+
+
+def _selects_rows(index: ast.expr) -> bool:
+    """A mask or a list of labels: pandas and numpy return a copy (not a view) for these."""
+    return (
+        isinstance(index, (ast.List, ast.ListComp, ast.Compare))
+        or (
+            isinstance(index, ast.BinOp)
+            and isinstance(index.op, (ast.BitAnd, ast.BitOr, ast.BitXor))
+        )
+        or (isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.Invert))
+    )
+
+
+def _in_place(node: ast.Call) -> bool:
+    """`df.drop(columns, inplace=True)`: a method that returns a new object changes this one."""
+    return any(
+        k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and not k.value.value)
+        for k in node.keywords
+    )
+
+
+def _added_by(node: ast.Call) -> list[ast.expr] | None:
+    """What a container method puts into the container (`frames.append(df)`)."""
+    assert isinstance(node.func, ast.Attribute)
+    method = node.func.attr
+    if method in ("append", "add", "appendleft"):
+        return node.args[:1]
+    if method in ("insert", "setdefault"):
+        return node.args[1:2]
+    if method in EXTEND_METHODS:
+        return node.args[:1]
+    return None
+
+
+def _short(node: ast.expr) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _listing(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _parameters(node: FunctionNode) -> tuple[list[str], set[str], str | None, str | None]:
+    args = node.args
+    positional = [a.arg for a in [*args.posonlyargs, *args.args]]
+    named = {a.arg for a in [*args.args, *args.kwonlyargs]}
+    vararg = args.vararg.arg if args.vararg else None
+    kwarg = args.kwarg.arg if args.kwarg else None
+    return positional, named, vararg, kwarg
+
+
+def _summarise(
+    node: FunctionNode, usage: Usage, summaries: dict[int, _Effects], depth: int
+) -> _Effects:
+    """Follow a function's body: which of its parameters (and globals) it changes in place,
+    and which it may return."""
+    positional, named, vararg, kwarg = _parameters(node)
+    every = {*positional, *named, *(n for n in (vararg, kwarg) if n)}
+    free, _ = scope_globals(node)
+    scratch = Usage(
+        imported=usage.imported - every,
+        function_defs=dict(usage.function_defs),
+        fixed=usage.fixed - every,
+    )
+    heap = _Heap()
+    visitor = _TopLevel(scratch, 0, heap, summaries, depth)
+    own = {heap.received(name): name for name in sorted(every)}
+    for obj, name in own.items():
+        heap.point(name, frozenset([obj]))
+    for statement in node.body:
+        visitor.visit(statement)
+
+    def parameter_of(obj: int) -> str | None:
+        if obj in own:
+            return own[obj]
+        return next((own[h] for h in heap.holders.get(obj, ()) if h in own), None)
+
+    # What it returns is (part of) a parameter's object, or holds one: the closure upwards
+    # through holders and, apart, downwards through elements (a copy holds a parameter's
+    # elements, not the parameter).
+    reachable: set[int] = set()
+    for edges in (heap.holders, heap.elements):
+        todo = list(visitor.returned)
+        seen: set[int] = set()
+        while todo:
+            obj = todo.pop()
+            if obj not in seen:
+                seen.add(obj)
+                todo.extend(edges.get(obj, ()))
+        reachable |= seen
+    returns = {own[obj] for obj in reachable if obj in own}
+    returns_opaque: dict[str, str] = {}
+    for obj in reachable & set(heap.opaque):
+        candidates, call = heap.opaque[obj]
+        for candidate in candidates:
+            parameter = parameter_of(candidate)
+            if parameter is not None:
+                returns_opaque.setdefault(parameter, call)
+    return _Effects(
+        positional=positional,
+        named=named,
+        vararg=vararg,
+        kwarg=kwarg,
+        changes={own[obj] for obj in visitor.changed if obj in own},
+        returns=returns,
+        returns_opaque=returns_opaque,
+        globals_changed={
+            name
+            for name in free
+            if name in heap.received_as and heap.received_as[name] in visitor.changed
+        },
+    )
 
 
 # --- nested scopes ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import dataflow, names
+from . import dataflow, limits, names
 from .model import (
     CellCode,
     Diagnostic,
@@ -73,6 +73,11 @@ def build_pipeline(
 ) -> Pipeline:
     """Turn a notebook (nbformat dict) into a Pipeline; problems land in `diagnostics`."""
     options = options or CompileOptions()
+    not_unicode = limits.not_unicode(notebook)
+    if not_unicode:  # text Python cannot parse nor UTF-8 write: refused before anything reads it
+        pipeline = Pipeline(notebook=path, settings=read_settings({}, Path(path).stem).pipeline)
+        pipeline.diagnostics.extend(Diagnostic(m, index) for index, m in not_unicode)
+        return pipeline
     settings = read_settings(notebook.get("metadata") or {}, Path(path).stem)
     pipeline = Pipeline(notebook=path, settings=settings.pipeline)
     diagnostics = pipeline.diagnostics
@@ -353,7 +358,6 @@ def _apply_defaults(
         own = {secret.env for secret in step.options.secrets}
         step.options.secrets[:0] = [s for s in defaults.secrets if s.env not in own]
         step.options.labels = {**defaults.labels, **step.options.labels}
-
         step.options.annotations = {**defaults.annotations, **step.options.annotations}
         step.options.env = {**defaults.env, **step.options.env}
         if defaults.cache is False:  # Kale's enable_caching: false, or steps_defaults
@@ -479,19 +483,16 @@ def _parameter(statement: ast.stmt, cell: _Cell, diagnostics: list[Diagnostic]) 
             )
         )
         return None
-    if kind in ("list", "dict"):
-        try:
-            json.dumps(default, allow_nan=False)
-        except (TypeError, ValueError):
-            diagnostics.append(
-                Diagnostic(
-                    f"parameters cell, line {line}: {target.id} must be JSON (strings, numbers, "
-                    "bools, lists and dicts with string keys)",
-                    cell.index,
-                    cell.id,
-                )
+    problem = limits.carried_value_problem(default, target.id)  # as JSON and KFP carry it
+    if problem is not None:
+        diagnostics.append(
+            Diagnostic(
+                f"parameters cell, line {line}: {problem}",
+                cell.index,
+                cell.id,
             )
-            return None
+        )
+        return None
     optional = False
     if annotation is not None:
         declared = annotated_type(annotation)

@@ -36,7 +36,11 @@ def make_bundle(pipeline: Pipeline, workdir: str | None = None) -> dict[str, Any
                 "cells": _cells(step.cells),
                 "after": [tasks[name] for name in step.after],
                 "receives": list(step.receives),
-                "input_artifacts": step.input_artifact_names(),
+                # names inside the step's component (model.KFP_RESERVED_NAMES): the runtime
+                # maps them back to the notebook's
+                "input_artifacts": step.kfp_names().inputs,
+                "output_artifacts": step.kfp_names().outputs,
+                "parameter_inputs": step.kfp_names().parameters,
                 "received_from": {n: tasks[p] for n, p in step.received_from.items()},
                 "hands_on": list(step.hands_on),
                 "parameters": list(step.parameters),

@@ -8,7 +8,9 @@ the step's code itself is baked into the image, so no user text is ever rendered
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -55,16 +57,20 @@ DEFAULT_GPU_TOLERATION = {"operator": "Exists", "effect": "NoSchedule"}
 def step_component(step: Step, pipeline: Pipeline) -> python_component.PythonComponent:
     """The step's component spec: typed inputs and outputs, the entry command."""
     inputs: dict[str, structures.InputSpec] = {}
-    for name in step.parameters:
+    names = step.kfp_names()  # the component's own names (reserved ones renamed)
+    for name, input_name in names.parameters.items():
         parameter = pipeline.parameters[name]
         kfp_type = _PARAMETER_TYPES[parameter.type][0]
         if parameter.optional:  # papermill's `name = None`: kfp's `Optional[T] = None`
-            inputs[name] = structures.InputSpec(type=kfp_type, default=None, optional=True)
+            inputs[input_name] = structures.InputSpec(type=kfp_type, default=None, optional=True)
         else:
-            inputs[name] = structures.InputSpec(type=kfp_type)
-    for input_name in step.input_artifact_names().values():
+            inputs[input_name] = structures.InputSpec(type=kfp_type)
+    for input_name in names.inputs.values():
         inputs[input_name] = structures.InputSpec(type=ARTIFACT_TYPE)
-    outputs = {name: structures.OutputSpec(type=ARTIFACT_TYPE) for name in step.hands_on}
+    outputs = {
+        output_name: structures.OutputSpec(type=ARTIFACT_TYPE)
+        for output_name in names.outputs.values()
+    }
     if step.metrics:
         outputs[METRICS_OUTPUT] = structures.OutputSpec(type=METRICS_TYPE)
     container = structures.ContainerSpecImplementation(
@@ -98,14 +104,17 @@ def pipeline_function(pipeline: Pipeline, options: CompileOptions) -> Callable[.
     parameter_names = list(pipeline.parameters)
     steps = _topological(pipeline.steps)
     components = {s.name: step_component(s, pipeline) for s in steps}
+    names = {s.name: s.kfp_names() for s in steps}
 
     def body(*values: Any) -> None:
         channels = dict(zip(parameter_names, values, strict=True))
         tasks: dict[str, dsl.PipelineTask] = {}
         for step in steps:
-            arguments: dict[str, Any] = {n: channels[n] for n in step.parameters}
-            for name, input_name in step.input_artifact_names().items():
-                arguments[input_name] = tasks[step.received_from[name]].outputs[name]
+            own = names[step.name]
+            arguments: dict[str, Any] = {own.parameters[n]: channels[n] for n in step.parameters}
+            for name, input_name in own.inputs.items():
+                producer = step.received_from[name]
+                arguments[input_name] = tasks[producer].outputs[names[producer].outputs[name]]
             task = components[step.name](**arguments)
             task.set_display_name(step.name)
             for parent in step.after:
@@ -113,10 +122,11 @@ def pipeline_function(pipeline: Pipeline, options: CompileOptions) -> Callable[.
             configure_task(task, step, pipeline, options)
             tasks[step.name] = task
 
+    pipeline_names = pipeline.kfp_parameter_names()
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter(
-                p.name,
+                pipeline_names[p.name],
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
                 default=p.default,
                 annotation=(
@@ -198,10 +208,11 @@ def compile_yaml(pipeline: Pipeline, options: CompileOptions | None = None) -> s
     if pipeline.errors:
         raise ValueError("a pipeline with errors cannot be compiled")
     options = options or CompileOptions()
-    function = pipeline_function(pipeline, options)
-    graph = dsl.pipeline(
-        name=pipeline.settings.name, description=pipeline.settings.description or None
-    )(function)
+    # kfp's task setters call inspect.stack(), whose cost grows with the caller's stack (a
+    # Jupyter server, a test runner: twice the time at 80 frames): the graph is built in a
+    # thread of its own, whose stack starts empty.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        graph = pool.submit(_graph, pipeline, options).result()
     spec = json_format.MessageToDict(graph.pipeline_spec)
     documents = [spec]
     if graph.platform_spec.platforms:
@@ -210,12 +221,31 @@ def compile_yaml(pipeline: Pipeline, options: CompileOptions | None = None) -> s
     return _comment_safe(header) + yaml.safe_dump_all(documents, sort_keys=True)
 
 
+def _graph(pipeline: Pipeline, options: CompileOptions) -> Any:
+    function = pipeline_function(pipeline, options)
+    return dsl.pipeline(
+        name=pipeline.settings.name, description=pipeline.settings.description or None
+    )(function)
+
+
 def _comment_safe(header: str) -> str:
     # kfp's header repeats parameter defaults and the description; a line break inside one
-    # would end the comment and break the YAML, so every line stays a comment.
+    # would end the comment and break the YAML, so every line stays a comment, and a character
+    # YAML allows nowhere (a control character) is written as its escape.
     return "".join(
-        (line if line.startswith("#") else f"#  {line}") + "\n" for line in header.splitlines()
+        (line if line.startswith("#") else f"#  {line}") + "\n"
+        for line in _NOT_IN_YAML.sub(_escaped, header).splitlines()
     )
+
+
+# What YAML's reader refuses anywhere in a stream, comments included (PyYAML's NON_PRINTABLE).
+_NOT_IN_YAML = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def _topological(steps: list[Step]) -> list[Step]:

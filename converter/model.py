@@ -7,6 +7,9 @@ and `to_json` is the shape the UI sees (README, "compile JSON").
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -132,6 +135,61 @@ class CellCode:
     source: str
 
 
+# Names a compiled component uses itself: `self` (calling a component), `Output` (kfp's name
+# for a component's return value) and cellpipe's metrics output. A parameter or value of such a
+# name is renamed in the component and in the pipeline's inputs (Step.kfp_names,
+# Pipeline.kfp_parameter_names), never refused.
+KFP_RESERVED_NAMES = frozenset({"self", "Output", "cellpipe_metrics"})
+
+
+# The names KFP takes for inputs and outputs (kfp.dsl.pipeline_channel, less what a Python
+# name cannot hold): ASCII, a letter first.
+_KFP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*", re.ASCII)
+
+
+def kfp_name(name: str) -> str:
+    """A Python name in the letters KFP takes: `_tmp` -> `v_tmp`, `α` -> `u3b1`."""
+    if _KFP_NAME.fullmatch(name):
+        return name
+    text = "".join(c if c.isascii() and (c.isalnum() or c == "_") else f"u{ord(c):x}" for c in name)
+    return text if text[:1].isascii() and text[:1].isalpha() else f"v{text}"
+
+
+def _namer(taken: set[str]) -> Callable[[str, str], str]:
+    """Gives each name its KFP name, each given once and none of `taken` (the names in play)
+    given to another: a name KFP takes keeps it, else kfp_name(NAME)+SUFFIX (+2, +3...)."""
+    given: set[str] = set()
+
+    def give(name: str, suffix: str) -> str:
+        if name not in KFP_RESERVED_NAMES and name not in given and _KFP_NAME.fullmatch(name):
+            given.add(name)
+            return name
+        base = kfp_name(name)
+        # a name KFP does not take tries its KFP form first; then NAME_in, NAME_in2...
+        tries = itertools.chain(
+            [base] if base != name else [],
+            [f"{base}{suffix}"],
+            (f"{base}{suffix}{n}" for n in itertools.count(2)),
+        )
+        candidate = next(
+            c for c in tries if c not in taken and c not in given and c not in KFP_RESERVED_NAMES
+        )
+        given.add(candidate)
+        return candidate
+
+    return give
+
+
+@dataclass(frozen=True)
+class KfpNames:
+    """Inside a step's component: the name of each parameter, received value (an input
+    artifact) and handed-on value (an output artifact), keyed by the notebook's name."""
+
+    parameters: dict[str, str]
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+
+
 @dataclass
 class Step:
     name: str  # the display name, exactly as the person wrote it
@@ -152,26 +210,25 @@ class Step:
     def first_cell(self) -> CellCode:
         return self.cells[0]
 
-    def input_artifact_names(self) -> dict[str, str]:
-        """The KFP input name of each received value.
+    def kfp_names(self) -> KfpNames:
+        """The name of each of the step's parameters, inputs and outputs in its component.
 
-        A step that receives a value and hands it on changed has an input and an output of
-        the same variable; a component cannot declare one name twice, so such an input is
-        called NAME_in (NAME_in2... should that be taken too). Outputs keep the variable's
-        name, so what a step hands on reads plainly in the KFP UI.
+        Outputs keep the variable's name, so what a step hands on reads plainly in the KFP
+        UI, unless the component uses that name itself (KFP_RESERVED_NAMES: then NAME_) or KFP
+        does not take it (see kfp_name). A component declares each name once, so an input of
+        an output's name (a value received and handed on changed, a parameter changed) is
+        NAME_in, as is an input of a reserved name (NAME_in2... should that be taken too).
+        The runtime maps the names back: the step's code sees its own.
         """
-        taken = set(self.hands_on) | set(self.parameters) | set(self.receives)
-        names = {}
-        for name in self.receives:
-            if name not in self.hands_on:
-                names[name] = name
-                continue
-            candidate, n = f"{name}_in", 2
-            while candidate in taken:
-                candidate, n = f"{name}_in{n}", n + 1
-            taken.add(candidate)
-            names[name] = candidate
-        return names
+        give = _namer(set(self.hands_on) | set(self.parameters) | set(self.receives))
+        outputs = {name: give(name, "_") for name in self.hands_on}
+        parameters = {name: give(name, "_in") for name in self.parameters}
+        inputs = {name: give(name, "_in") for name in self.receives}
+        return KfpNames(parameters=parameters, inputs=inputs, outputs=outputs)
+
+    def input_artifact_names(self) -> dict[str, str]:
+        """The KFP input name of each received value (`kfp_names().inputs`)."""
+        return self.kfp_names().inputs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -259,6 +316,13 @@ class Pipeline:
         """How the notebook was read, where that may surprise (an untagged notebook is one
         step): no problem, but worth a line (`cellpipe: note: ...`)."""
         return [d for d in self.diagnostics if d.severity == "info"]
+
+    def kfp_parameter_names(self) -> dict[str, str]:
+        """The pipeline's input name of each parameter: its own, NAME_ for a name a component
+        uses itself (KFP_RESERVED_NAMES: `graph(self=...)` cannot be called), or what kfp_name
+        makes of a name KFP does not take."""
+        give = _namer(set(self.parameters))
+        return {name: give(name, "_") for name in self.parameters}
 
     def step(self, name: str) -> Step:
         for step in self.steps:

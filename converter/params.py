@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .limits import carried_value_problem
 from .model import Parameter
 
 
@@ -60,6 +61,15 @@ def _or_none(parameter: Parameter) -> str:
     return f" or {NONE_TEXT}" if parameter.optional else ""
 
 
+def _carried(parameter: Parameter, value: Any) -> Any:
+    """`value`, if JSON and Kubeflow Pipelines carry it unchanged (`nan`, `inf`, integers past
+    2**53 and lone surrogates they do not)."""
+    problem = carried_value_problem(value, parameter.name)
+    if problem is not None:
+        raise ParameterError(f"parameter {problem}")
+    return value
+
+
 def _article(kind: str) -> str:
     return {"int": "an int", "float": "a float", "bool": "a bool (true or false)"}.get(
         kind, f"a {kind}"
@@ -79,7 +89,7 @@ def parameter_values(
         if name not in parameters:
             known = ", ".join(parameters) or "none (the notebook has no parameters cell)"
             raise ParameterError(f"-p {name}: no such parameter; the parameters are {known}")
-        values[name] = typed_value(parameters[name], text)
+        values[name] = _carried(parameters[name], typed_value(parameters[name], text))
     return values
 
 
@@ -94,7 +104,7 @@ def given_values(parameters: dict[str, Parameter], given: Mapping[str, Any]) -> 
         if name not in parameters:
             known = ", ".join(parameters) or "none (the notebook has no parameters cell)"
             raise ParameterError(f"{name!r}: no such parameter; the parameters are {known}")
-        values[name] = _json_value(parameters[name], value)
+        values[name] = _carried(parameters[name], _json_value(parameters[name], value))
     return values
 
 

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import limits
 from .model import PipelineSettings, Resources, VolumeMount
 from .slugs import safe_name
-from .tags import is_quantity
 
 DEFAULT_BASE_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
 
@@ -99,7 +99,11 @@ def _read_kale(kale: Mapping[str, Any], settings: NotebookSettings) -> None:
     if isinstance(steps_defaults, list):
         settings.step_default_tags.extend(str(t) for t in steps_defaults)
     _read_kale_security_context(kale.get("security_context"), settings)
-    for volume in kale.get("volumes") or []:
+    volumes = kale.get("volumes") or []
+    if not isinstance(volumes, list):
+        settings.warnings.append(f"Kale setting 'volumes' is not a list ({volumes!r:.40}); ignored")
+        volumes = []
+    for volume in volumes:
         _read_kale_volume(volume, settings)
     for key, why in _KALE_UNSUPPORTED.items():
         if kale.get(key):
@@ -113,8 +117,23 @@ def _read_kale_security_context(context: Any, settings: NotebookSettings) -> Non
     if not isinstance(context, Mapping) or not context.get("enabled", True):
         return
     for key in _SECURITY_CONTEXT_KEYS:
-        if context.get(key) is not None:
-            settings.pipeline.security_context[key] = context[key]
+        value = context.get(key)
+        if value is None:
+            continue
+        if key == "run_as_non_root" and not isinstance(value, bool):
+            settings.errors.append(
+                f"Kale setting security_context.{key}: {value!r} is not true or false"
+            )
+        elif key != "run_as_non_root" and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**31 - 1
+        ):
+            settings.errors.append(
+                f"Kale setting security_context.{key}: {value!r} is not a "
+                f"{'user' if key == 'run_as_user' else 'group'} id (a whole number from 0 to "
+                f"{2**31 - 1}, as Kubernetes takes it)"
+            )
+        else:
+            settings.pipeline.security_context[key] = value
 
 
 def _read_kale_volume(volume: Any, settings: NotebookSettings) -> None:
@@ -182,14 +201,16 @@ def _default_resources(resources: Mapping[str, Any], settings: NotebookSettings)
         value = resources.get(key)
         if value is None:
             continue
-        if not is_quantity(str(value)):
-            settings.errors.append(
-                f"metadata.cellpipe.resources.{key}: {value!r} is not a Kubernetes quantity"
-            )
-        elif key == "cpu":
-            out.cpu_request = out.cpu_limit = str(value)
+        try:
+            amount = limits.cpu(str(value)) if key == "cpu" else limits.memory(str(value))
+        except limits.Refused as exc:
+            example = '"500m" or "2"' if key == "cpu" else '"512Mi" or "4Gi"'
+            settings.errors.append(f"metadata.cellpipe.resources.{key}: {exc} (e.g. {example})")
+            continue
+        if key == "cpu":
+            out.cpu_request = out.cpu_limit = amount
         else:
-            out.memory_request = out.memory_limit = str(value)
+            out.memory_request = out.memory_limit = amount
     for key in resources:
         if key not in ("cpu", "memory"):
             settings.warnings.append(

@@ -13,6 +13,8 @@ import shlex
 import warnings
 from dataclasses import dataclass, field
 
+from .limits import MAX_SYNTAX_DEPTH, too_deep
+
 _LINE_MAGIC = re.compile(r"^(\s*)(?:[A-Za-z_][\w.]*\s*=\s*)?[%!]")
 # Cell magics whose body is plain Python, run the same with or without them.
 _TRANSPARENT_CELL_MAGICS = {"time", "capture", "timeit", "prun"}
@@ -68,12 +70,29 @@ def prepare(source: str) -> CellSource:
             # `"\d"` in a cell is a SyntaxWarning, not an error: Jupyter runs the cell, so the
             # compile reads it too, even where warnings are errors (`python -W error`, pytest)
             warnings.simplefilter("ignore")
-            result.tree = ast.parse(result.code)
+            tree = ast.parse(result.code)
     except SyntaxError as exc:
         result.error = (
             f"syntax error on line {exc.lineno}: {exc.msg}; fix the cell or tag it 'skip'"
         )
+        return result
+    except (RecursionError, MemoryError):  # the parser's own stack: nesting beyond its reach
+        result.error = TOO_DEEP.format(where="the cell")
+        return result
+    deep_line = too_deep(tree)
+    if deep_line is not None:
+        result.error = TOO_DEEP.format(where=f"line {deep_line}")
+        return result
+    result.tree = tree
     return result
+
+
+TOO_DEEP = (
+    "{where} nests an expression or statement more than "
+    f"{MAX_SYNTAX_DEPTH} levels deep (a long chain like a + b + c + ... is one level per "
+    "term), more than cellpipe analyses; split it into smaller statements (sum a list, "
+    "build a string with join)"
+)
 
 
 # `%load_ext cellpipe` and `%cellpipe ...` drive cellpipe from the notebook; a step leaves them

@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+from . import limits
 from .images_ref import reference_problem
 from .model import GpuRequest, SecretEnv, VolumeMount
 
@@ -26,8 +27,6 @@ ROLE_TAGS: dict[str, Role] = {
     "skip": "skip",
 }
 
-# Kubernetes resource quantity (apimachinery's regex, simplified to the forms people write).
-_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+|[KMGTPE]i|[mkMGTPE])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
@@ -85,10 +84,6 @@ class CellTags:
         )
 
 
-def is_quantity(text: str) -> bool:
-    return bool(_QUANTITY.match(text))
-
-
 def parse_cell_tags(tags: list[str], gpu_resource: str = "nvidia.com/gpu") -> CellTags:
     """Read a cell's tags, in either dialect, into one `CellTags`."""
     parsed = CellTags()
@@ -135,15 +130,11 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
     elif key == "gpu":
         _apply_gpu(parsed, tag, value, gpu_resource)
     elif key in ("cpu", "memory"):
-        if not is_quantity(value):
-            parsed.errors.append(
-                f"tag {tag!r}: {value!r} is not a Kubernetes quantity (e.g. {key}:"
-                f"{'500m' if key == 'cpu' else '4Gi'})"
-            )
-        elif key == "cpu":
-            parsed.cpu_request = parsed.cpu_limit = value
-        else:
-            parsed.memory_request = parsed.memory_limit = value
+        amount = _quantity(parsed, tag, key, value)
+        if amount is not None and key == "cpu":
+            parsed.cpu_request = parsed.cpu_limit = amount
+        elif amount is not None:
+            parsed.memory_request = parsed.memory_limit = amount
     elif key == "limit":
         _apply_kale_limit(parsed, tag, value, gpu_resource)
     elif key == "image":
@@ -155,13 +146,11 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
         else:
             parsed.image = value
     elif key == "retries":
-        parsed.retries = _non_negative_int(parsed, tag, value, "retries:3")
+        parsed.retries = _whole_number(parsed, tag, value, 0, limits.MAX_RETRIES, "", "retries:3")
     elif key == "timeout":
-        seconds = _non_negative_int(parsed, tag, value, "timeout:3600")
-        if seconds == 0:
-            parsed.errors.append(f"tag {tag!r}: a timeout must be at least 1 second")
-        else:
-            parsed.timeout_seconds = seconds
+        parsed.timeout_seconds = _whole_number(
+            parsed, tag, value, 1, limits.MAX_TIMEOUT_SECONDS, "second", "timeout:3600"
+        )
     elif key == "cache":
         _apply_cache(parsed, tag, value)
     elif key == "env":
@@ -171,10 +160,7 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
     elif key == "volume":
         _apply_volume(parsed, tag, value)
     elif key == "shm":
-        if not is_quantity(value):
-            parsed.errors.append(f"tag {tag!r}: {value!r} is not a size (e.g. shm:2Gi)")
-        else:
-            parsed.shm_size = value
+        parsed.shm_size = _quantity(parsed, tag, key, value) or parsed.shm_size
     elif key in ("label", "annotation"):
         _apply_metadata(parsed, tag, key, value)
     elif key == "report":
@@ -195,44 +181,65 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
         )
 
 
-def _non_negative_int(parsed: CellTags, tag: str, value: str, example: str) -> int | None:
-    if not value.isdigit():
-        parsed.errors.append(f"tag {tag!r}: {value!r} is not a whole number (e.g. {example})")
+def _whole_number(
+    parsed: CellTags, tag: str, value: str, least: int, most: int, unit: str, example: str
+) -> int | None:
+    try:
+        return limits.whole_number(value, least, most, unit)
+    except limits.Refused as exc:
+        parsed.errors.append(f"tag {tag!r}: {exc} (e.g. {example})")
         return None
-    return int(value)
+
+
+GPU_COUNT = f"the GPU count must be a whole number of at least 1 and at most {limits.MAX_GPUS}"
+QUANTITY_EXAMPLES = {"cpu": "cpu:500m or cpu:2", "memory": "memory:512Mi or memory:4Gi"}
+
+
+def _quantity(parsed: CellTags, tag: str, key: str, value: str) -> str | None:
+    """A CPU amount or a size in the form kfp and Kubernetes both read, or None (an error)."""
+    try:
+        return limits.cpu(value) if key == "cpu" else limits.memory(value)
+    except limits.Refused as exc:
+        example = QUANTITY_EXAMPLES.get(key, f"{key}:2Gi")
+        parsed.errors.append(f"tag {tag!r}: {exc} (e.g. {example})")
+        return None
 
 
 def _apply_gpu(parsed: CellTags, tag: str, value: str, gpu_resource: str) -> None:
     count_text, _, gpu_type = value.partition(":")
-    if not count_text.isdigit() or int(count_text) < 1:
-        parsed.errors.append(
-            f"tag {tag!r}: the GPU count must be a whole number of at least 1 (gpu:1 or gpu:2:A100)"
-        )
+    try:
+        count = limits.whole_number(count_text, 1, limits.MAX_GPUS)
+    except limits.Refused:
+        parsed.errors.append(f"tag {tag!r}: {GPU_COUNT} (gpu:1 or gpu:2:A100)")
         return
     if gpu_type and not _LABEL_VALUE.match(gpu_type):
         parsed.errors.append(
             f"tag {tag!r}: {gpu_type!r} is not a valid node label value for a GPU type"
         )
         return
-    parsed.gpu = GpuRequest(count=int(count_text), type=gpu_type or None, resource=None)
+    parsed.gpu = GpuRequest(count=count, type=gpu_type or None, resource=None)
 
 
 def _apply_kale_limit(parsed: CellTags, tag: str, value: str, gpu_resource: str) -> None:
     """Kale's `limit:RESOURCE:QTY`, e.g. `limit:nvidia.com/gpu:2`, `limit:memory:4Gi`."""
     resource, _, quantity = value.rpartition(":")
-    if not resource or not is_quantity(quantity):
+    if not resource or not quantity:
         parsed.errors.append(f"tag {tag!r}: write limit:RESOURCE:QUANTITY (e.g. limit:memory:4Gi)")
-    elif resource == "cpu":
-        parsed.cpu_limit = quantity
-    elif resource == "memory":
-        parsed.memory_limit = quantity
+    elif resource in ("cpu", "memory"):
+        amount = _quantity(parsed, tag, resource, quantity)
+        if amount is not None and resource == "cpu":
+            parsed.cpu_limit = amount
+        elif amount is not None:
+            parsed.memory_limit = amount
     elif resource.endswith("/gpu") or resource == gpu_resource:
-        if not quantity.isdigit() or int(quantity) < 1:
-            parsed.errors.append(f"tag {tag!r}: a GPU count must be a whole number of at least 1")
+        try:
+            count = limits.whole_number(quantity, 1, limits.MAX_GPUS)
+        except limits.Refused:
+            parsed.errors.append(f"tag {tag!r}: {GPU_COUNT} (limit:nvidia.com/gpu:2)")
             return
         explicit = None if resource == gpu_resource else resource
         gpu_type = parsed.gpu.type if parsed.gpu else None
-        parsed.gpu = GpuRequest(count=int(quantity), type=gpu_type, resource=explicit)
+        parsed.gpu = GpuRequest(count=count, type=gpu_type, resource=explicit)
     else:  # Kale 2.3 accepts any such limit and drops it; cellpipe says so
         parsed.warnings.append(
             f"tag {tag!r} is not honoured: cellpipe can limit cpu, memory and GPUs (a resource "

@@ -188,6 +188,19 @@ def _spec_json(pipeline_yaml: str) -> str:
     return json.dumps(spec, sort_keys=True)
 
 
+def _kfp_parameters(request: SubmitRequest) -> dict[str, Any]:
+    """The run's parameter values by the pipeline's input names (a name KFP does not take, or
+    one a component uses itself, is renamed in the compiled pipeline)."""
+    names = request.pipeline.kfp_parameter_names()
+    # An optional parameter that is None is left out: KFP (2.5 on) runs an optional input
+    # given no value with none, and the step's entry gives it its default, None.
+    return {
+        names.get(name, name): value
+        for name, value in request.parameters.items()
+        if value is not None
+    }
+
+
 def _filter(key: str, value: str) -> str:
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
 
@@ -357,11 +370,7 @@ class KfpEngine:
             pipeline_version_reference=kfp.V2beta1PipelineVersionReference(
                 pipeline_id=pipeline_id, pipeline_version_id=version_id
             ),
-            # an optional parameter that is None is left out: KFP (2.5 on) runs an optional
-            # input given no value with none, and the step's entry gives it its default, None
-            runtime_config=kfp.V2beta1RuntimeConfig(
-                parameters={n: v for n, v in request.parameters.items() if v is not None}
-            ),
+            runtime_config=kfp.V2beta1RuntimeConfig(parameters=_kfp_parameters(request)),
             service_account=self.settings.service_account,
         )
         created_run = self._call(

@@ -130,7 +130,9 @@ class KfpLocalEngine:
                     # kfp.local warns that our image name lacks "python"; the step runs in this
                     # environment, which has the runtime (ENVIRONMENT.md).
                     warnings.filterwarnings("ignore", "You may be attemping", RuntimeWarning)
-                    graph(**given)
+                    # by the pipeline's input names (`self` is renamed: model.KFP_RESERVED_NAMES)
+                    names = pipeline.kfp_parameter_names()
+                    graph(**{names[n]: value for n, value in given.items()})
             except Exception as exc:  # kfp.local raises for what it cannot start
                 record.error = f"kfp.local: {type(exc).__name__}: {exc}"
         self._collect(record, kfp_root, listener)

@@ -53,6 +53,11 @@ class LocalValues:
         candidates = [Path(record.outputs) / "steps" / step.task / name]
         if step.outputs:
             candidates.insert(0, Path(step.outputs) / name)
+            # kfp.local keeps an output under its name in the component (`self` is `self_`)
+            spec = ((self.bundle(record) or {}).get("steps") or {}).get(step.task) or {}
+            renamed = (spec.get("output_artifacts") or {}).get(name)
+            if renamed and renamed != name:
+                candidates.insert(0, Path(step.outputs) / renamed)
         for candidate in candidates:
             if (candidate / values.FORMAT_FILE).is_file():
                 return candidate

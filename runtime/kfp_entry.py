@@ -37,8 +37,18 @@ def load_bundle() -> dict[str, Any]:
     return result
 
 
+def component_names(step: dict[str, Any]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The names inside the step's component of its parameters, inputs and outputs, keyed by
+    the notebook's names: a name the component uses itself (`self`, `Output`,
+    `cellpipe_metrics`) or that KFP does not take (`_tmp`) is renamed there by the compiler."""
+    parameters = step.get("parameter_inputs") or {n: n for n in step["parameters"]}
+    outputs = step.get("output_artifacts") or {n: n for n in step["hands_on"]}
+    return parameters, step["input_artifacts"], outputs
+
+
 def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
     step = bundle["steps"][task]
+    parameter_inputs, input_artifacts, output_artifacts = component_names(step)
     workdir = os.environ.get("CELLPIPE_WORKDIR") or bundle.get("workdir") or "."
     if Path(workdir).is_dir():
         os.chdir(workdir)
@@ -52,8 +62,8 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
             bundle,
             task,
             namespace,
-            {name: kwargs.get(name) for name in step["parameters"]},
-            lambda name: values.load(Path(kwargs[step["input_artifacts"][name]].path)),
+            {name: kwargs.get(parameter_inputs[name]) for name in step["parameters"]},
+            lambda name: values.load(Path(kwargs[input_artifacts[name]].path)),
             scratch,
             echo=sys.stdout,
         )
@@ -61,7 +71,7 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
         print(exc.details, file=sys.stderr)
         raise SystemExit(1) from None
     for name, fmt in result.outputs.items():
-        artifact = kwargs[name]
+        artifact = kwargs[output_artifacts[name]]
         _move(scratch / name, Path(artifact.path))
         artifact.metadata["cellpipe_format"] = fmt
     if step["metrics"]:
@@ -88,16 +98,17 @@ def _make_entry() -> Any:
     kind = inspect.Parameter.KEYWORD_ONLY
     annotations: dict[str, Any] = {}
     optional: set[str] = set()
-    for name in step["parameters"]:
+    parameter_inputs, input_artifacts, output_artifacts = component_names(step)
+    for name, input_name in parameter_inputs.items():
         spec = bundle["parameters"][name]
-        annotations[name] = _PYTHON_TYPES[spec["type"]]
+        annotations[input_name] = _PYTHON_TYPES[spec["type"]]
         if spec.get("optional"):  # `name = None`: kfp leaves an unset one out, so None
-            annotations[name] = Optional[annotations[name]]  # noqa: UP045 (kfp reads typing's)
-            optional.add(name)
-    for input_name in step["input_artifacts"].values():
+            annotations[input_name] = Optional[annotations[input_name]]  # noqa: UP045 (kfp reads typing's)
+            optional.add(input_name)
+    for input_name in input_artifacts.values():
         annotations[input_name] = Input[Artifact]
-    for name in step["hands_on"]:
-        annotations[name] = Output[Artifact]
+    for output_name in output_artifacts.values():
+        annotations[output_name] = Output[Artifact]
     if step["metrics"]:
         annotations[METRICS_OUTPUT] = Output[Metrics]
     parameters = [

@@ -69,6 +69,15 @@ demo: $(STAMP)
 	$(BIN)/cellpipe compile examples/iris_cellpipe.ipynb -o out/iris_cellpipe.yaml
 	$(BIN)/cellpipe run examples/iris_cellpipe.ipynb
 
+# The compiler's property test, long and random: notebooks generated from the whole grammar
+# must compile or get user errors, never a crash (CI runs a short, derandomized sample of it).
+# FUZZ_EXAMPLES sets how many; a failure prints the notebook and how to reproduce it.
+FUZZ_EXAMPLES ?= 20000
+.PHONY: fuzz
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=cellpipe-fuzz CELLPIPE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		$(BIN)/python -m pytest tests/converter/test_fuzz.py -p no:cacheprovider -q
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_run.py

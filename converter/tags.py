@@ -212,7 +212,7 @@ def _apply_gpu(parsed: CellTags, tag: str, value: str, gpu_resource: str) -> Non
     except limits.Refused:
         parsed.errors.append(f"tag {tag!r}: {GPU_COUNT} (gpu:1 or gpu:2:A100)")
         return
-    if gpu_type and not _LABEL_VALUE.match(gpu_type):
+    if gpu_type and not _LABEL_VALUE.fullmatch(gpu_type):
         parsed.errors.append(
             f"tag {tag!r}: {gpu_type!r} is not a valid node label value for a GPU type"
         )
@@ -258,7 +258,7 @@ def _apply_cache(parsed: CellTags, tag: str, value: str) -> None:
 
 def _apply_env(parsed: CellTags, tag: str, value: str) -> None:
     name, sep, env_value = value.partition("=")
-    if not sep or not _ENV_NAME.match(name):
+    if not sep or not _ENV_NAME.fullmatch(name):
         parsed.errors.append(f"tag {tag!r}: write env:NAME=VALUE with NAME a valid variable name")
     else:
         parsed.env[name] = env_value
@@ -270,7 +270,7 @@ def _apply_secret(parsed: CellTags, tag: str, value: str) -> None:
         parsed.errors.append(f"tag {tag!r}: write secret:SECRET:KEY:ENV")
         return
     secret, key, env = parts
-    if not _DNS_SUBDOMAIN.match(secret) or not _ENV_NAME.match(env):
+    if not _DNS_SUBDOMAIN.fullmatch(secret) or not _ENV_NAME.fullmatch(env):
         parsed.errors.append(
             f"tag {tag!r}: the secret must be a Kubernetes name (lowercase, digits, '-', '.') "
             "and ENV a valid variable name"
@@ -281,7 +281,7 @@ def _apply_secret(parsed: CellTags, tag: str, value: str) -> None:
 
 def _apply_volume(parsed: CellTags, tag: str, value: str) -> None:
     pvc, sep, mount_path = value.partition(":")
-    if not sep or not _DNS_SUBDOMAIN.match(pvc) or not mount_path.startswith("/"):
+    if not sep or not _DNS_SUBDOMAIN.fullmatch(pvc) or not mount_path.startswith("/"):
         parsed.errors.append(
             f"tag {tag!r}: write volume:PVC:MOUNT_PATH with an absolute path (volume:data:/data)"
         )
@@ -293,12 +293,14 @@ def _apply_metadata(parsed: CellTags, tag: str, key: str, value: str) -> None:
     # Keys may hold a prefix with '/', values (label) are restricted; annotations take any text.
     name, sep, meta_value = value.partition(":")
     prefix, _, base = name.rpartition("/")
-    key_ok = bool(_LABEL_NAME.match(base)) and (not prefix or bool(_DNS_SUBDOMAIN.match(prefix)))
+    key_ok = bool(_LABEL_NAME.fullmatch(base)) and (
+        not prefix or bool(_DNS_SUBDOMAIN.fullmatch(prefix))
+    )
     if not sep or not key_ok:
         parsed.errors.append(f"tag {tag!r}: write {key}:KEY:VALUE with a Kubernetes key")
         return
     if key == "label":
-        if not _LABEL_VALUE.match(meta_value):
+        if not _LABEL_VALUE.fullmatch(meta_value):
             parsed.errors.append(f"tag {tag!r}: {meta_value!r} is not a valid label value")
             return
         parsed.labels[name] = meta_value

@@ -119,6 +119,14 @@ def test_bounded_tags_say_what_to_write(tag: str, fragment: str) -> None:
     assert fragment in parsed.errors[0]
 
 
+@pytest.mark.parametrize(
+    "tag", ["env:MODE\n=x", "secret:s3\n:key:AWS", "volume:data\n:/data", "annotation:team\n:x"]
+)
+def test_a_line_break_inside_a_kubernetes_name_is_an_error(tag: str) -> None:
+    # `$` in a regex matches before a final line break: names are matched whole
+    assert len(parse_cell_tags([tag]).errors) == 1
+
+
 def test_quantities_kfp_refuses_are_compiled_with_the_same_value() -> None:
     nb = notebook(
         (["step:a", "memory:1.5Gi", "cpu:1e3"], "x = 1"),

@@ -265,6 +265,8 @@ class Executor:
                 if self._wake is not None and fd == self._wake[0]:
                     with contextlib.suppress(BlockingIOError, InterruptedError):
                         os.read(fd, 512)
+                elif not self._orphaned():  # not an end that says the launcher left:
+                    watched.unregister(fd)  # the parent check goes on, no busy wait
 
     def _orphaned(self) -> bool:
         """Whether the launcher that started this executor has gone: another parent, or

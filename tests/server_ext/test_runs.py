@@ -193,13 +193,14 @@ async def test_delete_removes_the_record_and_its_folder(api: Api, root: Path) ->
     done = await wait_for_run(api, run["run_id"], finished)
     folder = Path(done["outputs"])
     assert (folder / "bundle.json").is_file()
-    cached = [p.resolve() for p in (folder / "steps").iterdir()]
+    cached = list((folder.parent.parent / "cache").iterdir())  # what the run published
+    assert len(cached) == len(list((folder / "steps").iterdir()))
 
     code, body = await api("DELETE", "runs", run["run_id"])
 
     assert (code, body) == (204, None)
     assert not folder.exists()
-    assert all(p.is_dir() for p in cached)  # shared cached steps stay
+    assert all(p.is_dir() for p in cached)  # the step cache, shared by runs, stays
     assert (await api("GET", "runs", run["run_id"]))[0] == 404
     assert (await api("DELETE", "runs", run["run_id"]))[0] == 404
     _, listed = await api("GET", "runs")

@@ -9,262 +9,40 @@ Python's own scoping rules; a function's free names are read when it is called.
 from __future__ import annotations
 
 import ast
-import builtins
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-# Methods that read an object without changing it; calling anything else on `x` counts as
-# changing `x` (the issue asks to be conservative, and these keep common code from handing on
-# large values, or making parallel branches look like they both change a frame).
-READ_ONLY_METHODS = frozenset(
-    [
-        "head",
-        "tail",
-        "describe",
-        "info",
-        "copy",
-        "count",
-        "sum",
-        "mean",
-        "median",
-        "std",
-        "var",
-        "min",
-        "max",
-        "idxmin",
-        "idxmax",
-        "nunique",
-        "unique",
-        "value_counts",
-        "groupby",
-        "merge",
-        "query",
-        "astype",
-        "to_numpy",
-        "tolist",
-        "to_list",
-        "to_dict",
-        "items",
-        "keys",
-        "values",
-        "get",
-        "index",
-        "predict",
-        "predict_proba",
-        "predict_log_proba",
-        "decision_function",
-        "score",
-        "transform",
-        "get_params",
-        "isna",
-        "isnull",
-        "notna",
-        "notnull",
-        "any",
-        "all",
-        "round",
-        "reshape",
-        "ravel",
-        "flatten",
-        "argmax",
-        "argmin",
-        "dot",
-        "startswith",
-        "endswith",
-        "format",
-        "lower",
-        "upper",
-        "strip",
-        "split",
-        "join",
-        "replace",
-        "find",
-        "corr",
-        "cov",
-        "sample",
-        "select_dtypes",
-        "filter",
-        "drop_duplicates",
-        "dropna",
-        "fillna",
-        "rename",
-        "drop",
-        "reset_index",
-        "set_index",
-        "sort_values",
-        "sort_index",
-        "apply",
-        "map",
-        "agg",
-        "aggregate",
-        "plot",
-        "hist",
-        "show",
-        "evaluate",
-        "item",
-        "numpy",
-        "detach",
-        "cpu",
-        "size",
-        "dim",
-        "numel",
-        "backward",
-        "iterrows",
-        "itertuples",
-        "isin",
-        "cumsum",
-        "shift",
-        "diff",
-        "abs",
-        "duplicated",
-    ]
+from .name_lists import (
+    CONTAINER_CALLS,
+    EXTEND_METHODS,
+    FRESH_CALLS,
+    IN_PLACE_CALLS,
+    PART_METHODS,
+    PICK_CALLS,
+    PLAIN_BUILTINS,
+    READ_ONLY_METHODS,
+    SEED_CALLS,
+    SHARING_CALLS,
+    WRITE_METHODS,
 )
-# Calls that change module state which does not travel between steps (each step starts fresh).
-SEED_CALLS = frozenset({"seed", "manual_seed", "set_seed", "set_random_seed"})
-WRITE_METHODS = frozenset(
-    [
-        "to_csv",
-        "to_parquet",
-        "to_json",
-        "to_pickle",
-        "to_feather",
-        "to_excel",
-        "to_hdf",
-        "save",
-        "savefig",
-        "savez",
-        "dump",
-        "write_text",
-        "write_bytes",
-        "tofile",
-    ]
+from .name_shapes import (
+    MAX_FOLLOWED_CALLS,
+    NO_EFFECTS,
+    Effects,
+    FunctionNode,
+    Heap,
+    Shape,
+    added_by,
+    function_parameters,
+    in_place,
+    listing,
+    looks_like_path,
+    root_name,
+    selects_rows,
+    short,
+    target_names,
+    union,
 )
-# Methods whose result is a part of the object they are called on (a change of the result is a
-# change of that object), although they do not change it themselves.
-PART_METHODS = frozenset(["get", "values", "items", "keys", "setdefault", "pop", "popitem"])
-# Container methods that put their argument into the object (`append`) or its elements (`extend`).
-ADD_METHODS = frozenset(["append", "add", "insert", "setdefault", "appendleft"])
-EXTEND_METHODS = frozenset(["extend", "update", "extendleft"])
-# Functions known to return a new object, by the name they are called with (`pd.concat` and
-# `concat` alike): a change of what they return changes no other name. Calls through a module
-# (`np.log(x)`) and constructors (`StandardScaler()`) are taken to return new objects as well.
-FRESH_CALLS = frozenset(
-    [
-        "abs",
-        "array",
-        "bool",
-        "bytes",
-        "concat",
-        "concatenate",
-        "cross_val_score",
-        "cross_validate",
-        "cut",
-        "deepcopy",
-        "divmod",
-        "empty",
-        "exp",
-        "float",
-        "format",
-        "full",
-        "genfromtxt",
-        "get_dummies",
-        "hash",
-        "hstack",
-        "id",
-        "input",
-        "int",
-        "isinstance",
-        "len",
-        "linspace",
-        "load",
-        "loadtxt",
-        "log",
-        "log1p",
-        "make_blobs",
-        "make_classification",
-        "make_regression",
-        "merge",
-        "ones",
-        "ones_like",
-        "open",
-        "permutation",
-        "pow",
-        "print",
-        "qcut",
-        "randint",
-        "randn",
-        "range",
-        "read_csv",
-        "read_excel",
-        "read_feather",
-        "read_hdf",
-        "read_json",
-        "read_parquet",
-        "read_pickle",
-        "read_sql",
-        "read_table",
-        "repr",
-        "round",
-        "sqrt",
-        "stack",
-        "str",
-        "sum",
-        "tensor",
-        "to_datetime",
-        "to_numeric",
-        "train_test_split",
-        "type",
-        "vstack",
-        "where",
-        "zeros",
-        "zeros_like",
-    ]
-)
-# Functions that return their (first) argument or a view of it.
-SHARING_CALLS = frozenset(
-    [
-        "as_tensor",
-        "memoryview",
-        "asanyarray",
-        "asarray",
-        "ascontiguousarray",
-        "asfortranarray",
-        "atleast_1d",
-        "atleast_2d",
-        "atleast_3d",
-        "from_numpy",
-        "getattr",
-        "vars",
-    ]
-)
-# Builtins that return one of their arguments, or an element of their one argument.
-PICK_CALLS = frozenset(["max", "min", "next"])
-# Builtins (and copy.copy) that make a new container of their argument's elements.
-CONTAINER_CALLS = frozenset(
-    [
-        "copy",
-        "dict",
-        "enumerate",
-        "filter",
-        "frozenset",
-        "iter",
-        "list",
-        "reversed",
-        "set",
-        "sorted",
-        "tuple",
-        "zip",
-    ]
-)
-# Functions that change their first argument in place (and any function named like torch's
-# in-place ones, `xavier_uniform_(w)`).
-IN_PLACE_CALLS = frozenset(
-    ["copyto", "delattr", "fill_diagonal", "place", "put", "putmask", "setattr", "shuffle"]
-)
-# Python's builtins return new objects, but for the ones in the lists above.
-_BUILTINS = frozenset(dir(builtins)) - SHARING_CALLS - PICK_CALLS - CONTAINER_CALLS
-
-FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+from .scopes import pattern_names, scope_globals
 
 
 @dataclass
@@ -295,7 +73,7 @@ class Usage:
 def analyse(cells: list[tuple[int, ast.Module]], usage: Usage | None = None) -> Usage:
     """Analyse a step's cells in order (each already parsed)."""
     usage = usage or Usage()
-    heap = _Heap()
+    heap = Heap()
     for cell_index, tree in cells:
         visitor = _TopLevel(usage, cell_index, heap)
         for statement in tree.body:
@@ -343,206 +121,19 @@ def _add_deferred_reads(usage: Usage) -> None:
                 usage.reads.setdefault(free, cell)
 
 
-# --- what names may hold ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """What an expression may evaluate to, and per position where it is a tuple of known length."""
-
-    objects: frozenset[int]
-    parts: tuple[_Shape, ...] | None = None
-
-
-class _Heap:
-    """Abstract objects for one step: which names may hold which, and what holds what.
-
-    An object stands for a value the step makes or receives: the value a name held when the step
-    began (`received`), one per literal or call, and one unknown element for each container whose
-    elements are not all known. A change of an object changes every object holding it (a list
-    of frames changes when one of its frames does); an object that a call of unseen code returned
-    may be any of the call's arguments (`opaque`), which only a guess can follow.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.points: dict[str, frozenset[int]] = {}
-        self.pointed_by: dict[int, set[str]] = {}
-        self.elements: dict[int, set[int]] = {}
-        self.holders: dict[int, set[int]] = {}
-        self.known: set[int] = set()  # containers whose elements are all known (literals)
-        self.unknown_element: dict[int, int] = {}
-        self.received_by: dict[int, str] = {}
-        self.received_as: dict[str, int] = {}
-        self.immutable: set[int] = set()
-        self.opaque: dict[int, tuple[frozenset[int], str]] = {}  # object -> (may be, call)
-        self.callables: set[int] = set()  # lambdas: code that may return what it is given
-        self.work = 0  # objects visited following changes, against _WORK
-        self.unmarked: list[str] = []  # names bound or read since all were taken as changed
-        self.marked_all = False
-
-    def new(self, immutable: bool = False) -> int:
-        self.count += 1
-        if immutable:
-            self.immutable.add(self.count)
-        return self.count
-
-    def received(self, name: str, immutable: bool = False) -> int:
-        obj = self.received_as.get(name)
-        if obj is None:
-            obj = self.new(immutable)
-            self.received_as[name] = obj
-            self.received_by[obj] = name
-        return obj
-
-    @property
-    def saturated(self) -> bool:
-        return self.work > _WORK
-
-    def point(self, name: str, objects: frozenset[int]) -> None:
-        if len(objects) > _WIDE:
-            self.work = _WORK + 1
-        if self.saturated:  # who holds what no longer matters: every name counts as changed
-            self.points[name] = objects
-            self.unmarked.append(name)
-            return
-        for obj in self.points.get(name, ()):
-            self.pointed_by[obj].discard(name)
-        self.points[name] = objects
-        for obj in objects:
-            self.pointed_by.setdefault(obj, set()).add(name)
-
-    def forget(self, name: str) -> None:
-        self.point(name, frozenset())
-        del self.points[name]
-
-    def hold(self, container: int, objects: frozenset[int]) -> None:
-        if container in self.immutable:
-            return
-        for obj in objects - self.immutable:
-            self.elements.setdefault(container, set()).add(obj)
-            self.holders.setdefault(obj, set()).add(container)
-
-    def container(self, objects: frozenset[int]) -> int:
-        obj = self.new()
-        self.known.add(obj)
-        self.hold(obj, objects)
-        return obj
-
-    def elements_of(self, objects: frozenset[int]) -> frozenset[int]:
-        """What a container's elements (or an object's attributes) may be."""
-        found: set[int] = set()
-        for obj in objects - self.immutable:
-            found.update(self.elements.get(obj, ()))
-            if obj not in self.known:
-                element = self.unknown_element.get(obj)
-                if element is None:
-                    element = self.new()
-                    self.unknown_element[obj] = element
-                    self.hold(obj, frozenset([element]))
-                found.add(element)
-        return frozenset(found)
-
-    def spread(self, objects: frozenset[int]) -> tuple[set[int], set[int], set[int]]:
-        """What a change of `objects` changes: for certain, only by a guess, and which of
-        those through one of their elements.
-
-        A change of an object changes what holds it. An opaque call's result may be any of its
-        arguments: a guess, followed up only into lists and dicts this step built (not into a
-        received object's unknown elements)."""
-        sure: set[int] = set()
-        guessed: set[int] = set()
-        inside: set[int] = set()
-        todo = [(obj, False, False) for obj in objects]
-        while todo:
-            obj, guess, through_element = todo.pop()
-            self.work += 1
-            if obj in self.immutable:
-                continue
-            if through_element:
-                inside.add(obj)
-            if obj in sure or (guess and obj in guessed):
-                continue
-            (guessed if guess else sure).add(obj)
-            for holder in self.holders.get(obj, ()):
-                if not guess or holder in self.known:
-                    todo.append((holder, guess, True))
-            if obj in self.opaque:
-                todo.extend((candidate, True, False) for candidate in self.opaque[obj][0])
-        return sure, guessed - sure, inside
-
-    def names_of(self, objects: set[int]) -> set[str]:
-        return {name for obj in objects for name in self.pointed_by.get(obj, ())}
-
-    def holdings(self, skip: set[str]) -> dict[str, set[str]]:
-        """name -> the other names whose objects its objects hold (up to three deep): the
-        lists, dicts and objects the step built from them, or put them into."""
-        result: dict[str, set[str]] = {}
-        unknown = set(self.unknown_element.values())
-        for name, objects in self.points.items():
-            if name in skip or not any(obj in self.elements for obj in objects):
-                continue
-            inner: set[int] = set()
-            level = {e for obj in objects for e in self.elements.get(obj, ())}
-            for _ in range(3):
-                level -= inner
-                if not level or self.work > _WORK:
-                    break
-                self.work += len(level)
-                inner |= level
-                level = {e for obj in level for e in self.elements.get(obj, ())}
-            # What the step put there itself, not the unknown elements of what it received
-            # (`X = df[features]` may be a copy).
-            members = self.names_of(inner - unknown) - skip - {name}
-            if members:
-                result[name] = members
-        return result
-
-
-def root_name(node: ast.expr) -> str | None:
-    """`df` for `df`, `df.a`, `df["a"].b`; None where the object is made by a call."""
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-@dataclass
-class _Effects:
-    """What calling a function defined in the notebook does to what it is given."""
-
-    positional: list[str]
-    named: set[str]
-    vararg: str | None = None
-    kwarg: str | None = None
-    changes: set[str] = field(default_factory=set)  # parameters whose objects it changes
-    returns: set[str] = field(default_factory=set)  # parameters it may return (or a part of)
-    # parameters that what it returns from a call of unseen code may be -> that call
-    returns_opaque: dict[str, str] = field(default_factory=dict)
-    globals_changed: set[str] = field(default_factory=set)
-    unknown: bool = False  # too deep to follow: taken to change every argument
-
-
-_NO_EFFECTS = _Effects([], set())
-# How many objects a step's analysis may visit following changes before it stops following
-# each one and takes every value the step reads or makes as changed (slower, never stale).
-_WORK = 100_000
-_WIDE = 1_000  # objects one name may hold, likewise
-_MAX_FOLLOWED_CALLS = 24
-
-
 class _TopLevel(ast.NodeVisitor):
     def __init__(
         self,
         usage: Usage,
         cell_index: int,
-        heap: _Heap | None = None,
-        summaries: dict[int, _Effects] | None = None,
+        heap: Heap | None = None,
+        summaries: dict[int, Effects] | None = None,
         depth: int = 0,
     ) -> None:
         self.usage = usage
         self.cell = cell_index
         self.conditional = 0
-        self.heap = heap or _Heap()
+        self.heap = heap or Heap()
         self.summaries = summaries if summaries is not None else {}
         self.depth = depth  # how many function calls deep (when summarising a function)
         self.certain: list[set[str]] = []  # bound for certain inside a loop body or handler
@@ -665,8 +256,8 @@ class _TopLevel(ast.NodeVisitor):
 
     def _note_guess(self, what: str | ast.expr, names: list[str], calls: list[str]) -> None:
         if not isinstance(what, str):
-            what = _short(what)
-        listed = _listing(names)
+            what = short(what)
+        listed = listing(names)
         key = f"{what}|{listed}"
         if key in self.noted:
             return
@@ -713,7 +304,7 @@ class _TopLevel(ast.NodeVisitor):
                 objects = frozenset([self._received(node.id)])
                 heap.point(node.id, objects)
             return objects
-        if isinstance(node, ast.Subscript) and _selects_rows(node.slice):
+        if isinstance(node, ast.Subscript) and selects_rows(node.slice):
             return frozenset([heap.new()])  # `df[df.age > 30]`, `df[["a", "b"]]`: a copy
         if isinstance(node, (ast.Attribute, ast.Subscript)):
             return heap.elements_of(self.value(node.value))
@@ -740,23 +331,23 @@ class _TopLevel(ast.NodeVisitor):
             heap.callables.add(obj)
         return frozenset([obj])
 
-    def shape(self, node: ast.expr) -> _Shape:
+    def shape(self, node: ast.expr) -> Shape:
         """What an assigned expression may be, per position for a tuple or list literal."""
         objects = self.value(node)
         if isinstance(node, (ast.Tuple, ast.List)) and not any(
             isinstance(e, ast.Starred) for e in node.elts
         ):
-            return _Shape(objects, tuple(self.shape(e) for e in node.elts))
-        return _Shape(objects)
+            return Shape(objects, tuple(self.shape(e) for e in node.elts))
+        return Shape(objects)
 
-    def iteration(self, node: ast.expr) -> _Shape:
+    def iteration(self, node: ast.expr) -> Shape:
         """What a loop over `node` binds its target to, each time round."""
         heap = self.heap
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             self.value(node)  # the container itself, made once
             if any(isinstance(e, ast.Starred) for e in node.elts):
-                return _Shape(heap.elements_of(self.value(node)))
-            return _union([self.shape(e) for e in node.elts])
+                return Shape(heap.elements_of(self.value(node)))
+            return union([self.shape(e) for e in node.elts])
         if isinstance(node, ast.Call):
             func = node.func
             name = func.id if isinstance(func, ast.Name) else None
@@ -765,7 +356,7 @@ class _TopLevel(ast.NodeVisitor):
                 if name == "zip" and plain:
                     return self._tuple_shape([self.iteration(a) for a in plain])
                 if name == "enumerate" and plain:
-                    count = _Shape(frozenset([heap.new(immutable=True)]))
+                    count = Shape(frozenset([heap.new(immutable=True)]))
                     return self._tuple_shape([count, self.iteration(plain[0])])
                 if (
                     name in ("list", "tuple", "sorted", "reversed", "iter", "set")
@@ -774,18 +365,18 @@ class _TopLevel(ast.NodeVisitor):
                 ):
                     return self.iteration(plain[0])
                 if name == "range":
-                    return _Shape(frozenset([heap.new(immutable=True)]))
+                    return Shape(frozenset([heap.new(immutable=True)]))
             if isinstance(func, ast.Attribute) and not node.args:
                 if func.attr == "items":
-                    elements = _Shape(heap.elements_of(self.value(func.value)))
+                    elements = Shape(heap.elements_of(self.value(func.value)))
                     return self._tuple_shape([elements, elements])
                 if func.attr in ("values", "keys"):
-                    return _Shape(heap.elements_of(self.value(func.value)))
-        return _Shape(heap.elements_of(self.value(node)))
+                    return Shape(heap.elements_of(self.value(func.value)))
+        return Shape(heap.elements_of(self.value(node)))
 
-    def _tuple_shape(self, parts: list[_Shape]) -> _Shape:
+    def _tuple_shape(self, parts: list[Shape]) -> Shape:
         objects = frozenset().union(*(p.objects for p in parts))
-        return _Shape(frozenset([self.heap.container(objects)]), tuple(parts))
+        return Shape(frozenset([self.heap.container(objects)]), tuple(parts))
 
     def _call_value(self, node: ast.Call) -> frozenset[int]:
         heap = self.heap
@@ -822,7 +413,7 @@ class _TopLevel(ast.NodeVisitor):
         if name in CONTAINER_CALLS:
             given = frozenset().union(*(self.value(a) for a in node.args))
             return frozenset([heap.container(heap.elements_of(given))])
-        if name in FRESH_CALLS or name[:1].isupper() or name in _BUILTINS:
+        if name in FRESH_CALLS or name[:1].isupper() or name in PLAIN_BUILTINS:
             return frozenset([heap.new()])
         if isinstance(func, ast.Name) and not self._unseen_code(func.id):
             return frozenset([heap.new()])
@@ -833,7 +424,7 @@ class _TopLevel(ast.NodeVisitor):
         if not candidates:
             return frozenset([heap.new()])
         obj = heap.new()
-        heap.opaque[obj] = (candidates, _short(node))
+        heap.opaque[obj] = (candidates, short(node))
         return frozenset([obj])
 
     def _unseen_code(self, name: str) -> bool:
@@ -848,21 +439,21 @@ class _TopLevel(ast.NodeVisitor):
         )
 
     # -- functions defined in the notebook ----------------------------------------------
-    def _effects(self, name: str) -> _Effects:
+    def _effects(self, name: str) -> Effects:
         node = self.usage.function_defs[name]
         key = id(node)
         known = self.summaries.get(key)
         if known is not None:
             return known
-        if self.depth >= _MAX_FOLLOWED_CALLS:
-            positional, named, vararg, kwarg = _parameters(node)
-            return _Effects(positional, named, vararg, kwarg, unknown=True)
-        self.summaries[key] = _NO_EFFECTS  # while it is followed (recursion)
+        if self.depth >= MAX_FOLLOWED_CALLS:
+            positional, named, vararg, kwarg = function_parameters(node)
+            return Effects(positional, named, vararg, kwarg, unknown=True)
+        self.summaries[key] = NO_EFFECTS  # while it is followed (recursion)
         effects = _summarise(node, self.usage, self.summaries, self.depth + 1)
         self.summaries[key] = effects
         return effects
 
-    def _arguments(self, node: ast.Call, effects: _Effects) -> dict[str, frozenset[int]]:
+    def _arguments(self, node: ast.Call, effects: Effects) -> dict[str, frozenset[int]]:
         """parameter -> the objects the call gives it."""
         given: dict[str, frozenset[int]] = {}
 
@@ -891,7 +482,7 @@ class _TopLevel(ast.NodeVisitor):
                 give(effects.kwarg, objects)
         return given
 
-    def _returned_by(self, node: ast.Call, effects: _Effects) -> frozenset[int]:
+    def _returned_by(self, node: ast.Call, effects: Effects) -> frozenset[int]:
         heap = self.heap
         given = self._arguments(node, effects)
         result: set[int] = set()
@@ -906,7 +497,7 @@ class _TopLevel(ast.NodeVisitor):
             every = frozenset().union(*given.values()) if effects.unknown else opaque
             heap.opaque[obj] = (
                 every | heap.elements_of(every),
-                " and ".join(sorted(set(effects.returns_opaque.values()))) or _short(node),
+                " and ".join(sorted(set(effects.returns_opaque.values()))) or short(node),
             )
             result.add(obj)
         return frozenset(result) or frozenset([heap.new()])
@@ -936,7 +527,7 @@ class _TopLevel(ast.NodeVisitor):
             root = root_name(first)
             if root is not None:
                 self.change(root)
-            self.change_objects(self.value(first), root or _short(first))
+            self.change_objects(self.value(first), root or short(first))
 
     def value_of_name(self, name: str) -> frozenset[int]:
         objects = self.heap.points.get(name)
@@ -946,9 +537,9 @@ class _TopLevel(ast.NodeVisitor):
         return objects
 
     # -- targets ------------------------------------------------------------------------
-    def store(self, target: ast.expr, shape: _Shape | None = None) -> None:
+    def store(self, target: ast.expr, shape: Shape | None = None) -> None:
         if shape is None:
-            shape = _Shape(frozenset([self.heap.new()]))
+            shape = Shape(frozenset([self.heap.new()]))
         if isinstance(target, ast.Name):
             self.bind(target.id, shape.objects)
         elif isinstance(target, (ast.Tuple, ast.List)):
@@ -957,10 +548,10 @@ class _TopLevel(ast.NodeVisitor):
                 for element, part in zip(target.elts, shape.parts, strict=True):
                     self.store(element, part)
                 return
-            inner = _Shape(self.heap.elements_of(shape.objects))
+            inner = Shape(self.heap.elements_of(shape.objects))
             for element in target.elts:
                 if isinstance(element, ast.Starred):
-                    rest = _Shape(frozenset([self.heap.container(inner.objects)]))
+                    rest = Shape(frozenset([self.heap.container(inner.objects)]))
                     self.store(element.value, rest)
                 else:
                     self.store(element, inner)
@@ -976,7 +567,7 @@ class _TopLevel(ast.NodeVisitor):
             holder = self.value(target.value)
             for obj in holder:
                 self.heap.hold(obj, shape.objects)
-            self.change_objects(holder, root or _short(target.value))
+            self.change_objects(holder, root or short(target.value))
 
     # -- statements ---------------------------------------------------------------------
     def visit_Assign(self, node: ast.Assign) -> None:
@@ -1019,7 +610,7 @@ class _TopLevel(ast.NodeVisitor):
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         shape = self.iteration(node.iter)
-        names = {n for n in _target_names(node.target) if not self._is_local(n)}
+        names = {n for n in target_names(node.target) if not self._is_local(n)}
         before = {n: self.heap.points.get(n) for n in names}
         # Inside the body the target holds an element for certain; after the loop it may
         # still hold what it held before (the loop may not run).
@@ -1081,7 +672,7 @@ class _TopLevel(ast.NodeVisitor):
         subject = self.value(node.subject)
         self.conditional += 1
         for case in node.cases:
-            names = set(_pattern_names(case.pattern))
+            names = set(pattern_names(case.pattern))
             for name in names:
                 self.bind(name, subject | self.heap.elements_of(subject))
             self.generic_visit(case.pattern)
@@ -1174,7 +765,7 @@ class _TopLevel(ast.NodeVisitor):
             if index:
                 self.visit(generator.iter)
             shape = self.iteration(generator.iter)
-            for name in _target_names(generator.target) - scope:
+            for name in target_names(generator.target) - scope:
                 saved[name] = heap.points.get(name)
                 scope.add(name)
             self.store(generator.target, shape)
@@ -1223,10 +814,10 @@ class _TopLevel(ast.NodeVisitor):
                     )
                 )
             return
-        if method in READ_ONLY_METHODS and not _in_place(node):
+        if method in READ_ONLY_METHODS and not in_place(node):
             return
         objects = self.value(receiver)
-        added = _added_by(node)
+        added = added_by(node)
         if added is not None:
             given = frozenset().union(*(self.value(a) for a in added))
             if method in EXTEND_METHODS:
@@ -1238,16 +829,14 @@ class _TopLevel(ast.NodeVisitor):
         self.change_objects(objects, root or receiver)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str) and _looks_like_path(node.value):
+        if isinstance(node.value, str) and looks_like_path(node.value):
             self.usage.string_constants.setdefault(node.value, self.cell)
 
     def _note_file_writes(self, node: ast.Call) -> None:
         paths = [
             a.value
             for a in node.args
-            if isinstance(a, ast.Constant)
-            and isinstance(a.value, str)
-            and _looks_like_path(a.value)
+            if isinstance(a, ast.Constant) and isinstance(a.value, str) and looks_like_path(a.value)
         ]
         if not paths:
             return
@@ -1265,101 +854,12 @@ class _TopLevel(ast.NodeVisitor):
                 self.usage.written_files.setdefault(path, self.cell)
 
 
-def _looks_like_path(text: str) -> bool:
-    return (
-        0 < len(text) < 256
-        and "\n" not in text
-        and " " not in text
-        and ("/" in text or "." in text.lstrip(".")[1:])
-    )
-
-
-def _pattern_names(pattern: ast.pattern) -> Iterator[str]:
-    for node in ast.walk(pattern):
-        if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-            yield node.name
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            yield node.rest
-
-
-def _target_names(target: ast.expr) -> set[str]:
-    if isinstance(target, ast.Name):
-        return {target.id}
-    if isinstance(target, (ast.Tuple, ast.List)):
-        return set().union(*(_target_names(e) for e in target.elts))
-    if isinstance(target, ast.Starred):
-        return _target_names(target.value)
-    return set()
-
-
-def _union(shapes: list[_Shape]) -> _Shape:
-    objects = frozenset().union(*(s.objects for s in shapes))
-    lengths = {len(s.parts) if s.parts is not None else -1 for s in shapes}
-    if len(lengths) != 1 or -1 in lengths:
-        return _Shape(objects)
-    width = lengths.pop()
-    parts = tuple(_union([s.parts[i] for s in shapes if s.parts is not None]) for i in range(width))
-    return _Shape(objects, parts)
-
-
-def _selects_rows(index: ast.expr) -> bool:
-    """A mask or a list of labels: pandas and numpy return a copy (not a view) for these."""
-    return (
-        isinstance(index, (ast.List, ast.ListComp, ast.Compare))
-        or (
-            isinstance(index, ast.BinOp)
-            and isinstance(index.op, (ast.BitAnd, ast.BitOr, ast.BitXor))
-        )
-        or (isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.Invert))
-    )
-
-
-def _in_place(node: ast.Call) -> bool:
-    """`df.drop(columns, inplace=True)`: a method that returns a new object changes this one."""
-    return any(
-        k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and not k.value.value)
-        for k in node.keywords
-    )
-
-
-def _added_by(node: ast.Call) -> list[ast.expr] | None:
-    """What a container method puts into the container (`frames.append(df)`)."""
-    assert isinstance(node.func, ast.Attribute)
-    method = node.func.attr
-    if method in ("append", "add", "appendleft"):
-        return node.args[:1]
-    if method in ("insert", "setdefault"):
-        return node.args[1:2]
-    if method in EXTEND_METHODS:
-        return node.args[:1]
-    return None
-
-
-def _short(node: ast.expr) -> str:
-    text = ast.unparse(node)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _listing(names: list[str]) -> str:
-    quoted = [repr(n) for n in names]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
-
-
-def _parameters(node: FunctionNode) -> tuple[list[str], set[str], str | None, str | None]:
-    args = node.args
-    positional = [a.arg for a in [*args.posonlyargs, *args.args]]
-    named = {a.arg for a in [*args.args, *args.kwonlyargs]}
-    vararg = args.vararg.arg if args.vararg else None
-    kwarg = args.kwarg.arg if args.kwarg else None
-    return positional, named, vararg, kwarg
-
-
 def _summarise(
-    node: FunctionNode, usage: Usage, summaries: dict[int, _Effects], depth: int
-) -> _Effects:
+    node: FunctionNode, usage: Usage, summaries: dict[int, Effects], depth: int
+) -> Effects:
     """Follow a function's body: which of its parameters (and globals) it changes in place,
     and which it may return."""
-    positional, named, vararg, kwarg = _parameters(node)
+    positional, named, vararg, kwarg = function_parameters(node)
     every = {*positional, *named, *(n for n in (vararg, kwarg) if n)}
     free, _ = scope_globals(node)
     scratch = Usage(
@@ -1367,7 +867,7 @@ def _summarise(
         function_defs=dict(usage.function_defs),
         fixed=usage.fixed - every,
     )
-    heap = _Heap()
+    heap = Heap()
     visitor = _TopLevel(scratch, 0, heap, summaries, depth)
     own = {heap.received(name): name for name in sorted(every)}
     for obj, name in own.items():
@@ -1401,7 +901,7 @@ def _summarise(
             parameter = parameter_of(candidate)
             if parameter is not None:
                 returns_opaque.setdefault(parameter, call)
-    return _Effects(
+    return Effects(
         positional=positional,
         named=named,
         vararg=vararg,
@@ -1415,165 +915,3 @@ def _summarise(
             if name in heap.received_as and heap.received_as[name] in visitor.changed
         },
     )
-
-
-# --- nested scopes ----------------------------------------------------------------------------
-
-
-class _Scope:
-    def __init__(self, kind: str, parent: _Scope | None) -> None:
-        self.kind = kind
-        self.parent = parent
-        self.bound: set[str] = set()
-        self.loads: set[str] = set()
-        self.declared_global: set[str] = set()
-        self.declared_nonlocal: set[str] = set()
-        self.children: list[_Scope] = []
-        if parent is not None:
-            parent.children.append(self)
-
-
-class _ScopeCollector(ast.NodeVisitor):
-    """Builds the scope tree below one nested-scope node, the way the compiler scopes names."""
-
-    def __init__(self) -> None:
-        self.scope: _Scope | None = None
-        self.top: list[_Scope] = []  # scopes opened directly by the node being analysed
-        self.module_walrus: set[str] = set()
-
-    def enter(self, kind: str) -> _Scope:
-        self.scope = _Scope(kind, self.scope)
-        if self.scope.parent is None:
-            self.top.append(self.scope)
-        return self.scope
-
-    def leave(self, scope: _Scope) -> None:
-        self.scope = scope.parent
-
-    def bind(self, name: str) -> None:
-        if self.scope is not None:
-            self.scope.bound.add(name)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if isinstance(node.ctx, ast.Load):
-            if self.scope is not None:
-                self.scope.loads.add(node.id)
-        else:
-            self.bind(node.id)
-
-    def visit_Global(self, node: ast.Global) -> None:
-        if self.scope is not None:
-            self.scope.declared_global.update(node.names)
-
-    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
-        if self.scope is not None:
-            self.scope.declared_nonlocal.update(node.names)
-
-    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
-        for alias in node.names:
-            if alias.name != "*":
-                self.bind(alias.asname or alias.name.split(".")[0])
-
-    visit_ImportFrom = visit_Import
-
-    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        if node.name:
-            self.bind(node.name)
-        self.generic_visit(node)
-
-    def visit_match_case(self, node: ast.match_case) -> None:
-        for name in _pattern_names(node.pattern):
-            self.bind(name)
-        self.generic_visit(node)
-
-    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
-        if not isinstance(node, ast.Lambda):
-            self.bind(node.name)
-            for decorator in node.decorator_list:
-                self.visit(decorator)
-        for default in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
-            self.visit(default)
-        scope = self.enter("function")
-        args = node.args
-        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
-            if arg is not None:
-                scope.bound.add(arg.arg)
-        body = node.body if isinstance(node.body, list) else [node.body]
-        for statement in body:
-            self.visit(statement)
-        self.leave(scope)
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.bind(node.name)
-        for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
-            self.visit(expr)
-        scope = self.enter("class")
-        for statement in node.body:
-            self.visit(statement)
-        self.leave(scope)
-
-    def _comprehension(
-        self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
-    ) -> None:
-        self.visit(node.generators[0].iter)
-        scope = self.enter("comprehension")
-        for index, generator in enumerate(node.generators):
-            if index:
-                self.visit(generator.iter)
-            self._bind_target(generator.target, scope)
-            for condition in generator.ifs:
-                self.visit(condition)
-        elements = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
-        for element in elements:
-            self.visit(element)
-        self.leave(scope)
-
-    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
-
-    def _bind_target(self, target: ast.expr, scope: _Scope) -> None:
-        for node in ast.walk(target):
-            if isinstance(node, ast.Name):
-                scope.bound.add(node.id)
-            elif isinstance(node, (ast.Attribute, ast.Subscript)):
-                self.visit(node)
-
-    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
-        self.visit(node.value)
-        # PEP 572: the target binds in the nearest enclosing function, or the module.
-        scope = self.scope
-        while scope is not None and scope.kind == "comprehension":
-            scope = scope.parent
-        if scope is None:
-            self.module_walrus.add(node.target.id)
-        else:
-            scope.bound.add(node.target.id)
-
-
-def scope_globals(node: ast.AST) -> tuple[set[str], set[str]]:
-    """Global names a nested scope reads, and global names it assigns."""
-    collector = _ScopeCollector()
-    collector.visit(node)
-    reads: set[str] = set()
-    writes: set[str] = set(collector.module_walrus)
-    pending = list(collector.top)
-    while pending:
-        scope = pending.pop()
-        pending.extend(scope.children)
-        writes.update(scope.declared_global & scope.bound)
-        reads.update(n for n in scope.loads if _resolves_global(scope, n))
-    return reads, writes
-
-
-def _resolves_global(scope: _Scope, name: str) -> bool:
-    if name in scope.declared_global:
-        return True
-    if name in scope.bound or name in scope.declared_nonlocal:
-        return False
-    parent = scope.parent
-    while parent is not None:
-        if parent.kind != "class" and name in parent.bound:
-            return name in parent.declared_global
-        parent = parent.parent
-    return True

@@ -230,12 +230,8 @@ class CellPipeService:
         choices = submit_choices(body, engine)
         choices.parameters = prepared.json_parameters(body.get("parameters"))
         warnings = [d.to_json() for d in submit_warnings(prepared, choices)]
-        try:
-            submit = plan_submit(prepared, choices, self.config, self.runs.store, self.runs.home)
-        except UserError as exc:
-            if exc.reason == "submit_failed":  # a training job that cannot be planned as asked
-                raise ApiError(400, "bad_training", exc.message) from None
-            raise
+        # a training job that cannot be planned as asked is the launcher's `bad_training`: 400
+        submit = plan_submit(prepared, choices, self.config, self.runs.store, self.runs.home)
         record = self.runs.submit_cluster(submit)
         return {**self.run_json(record), "warnings": warnings}
 

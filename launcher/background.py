@@ -246,7 +246,10 @@ class BackgroundRunner:
                 notebook is None or placeholder.notebook == str(notebook)
             ):
                 records.append(placeholder)
-        return sorted(records, key=lambda r: r.created, reverse=True)
+        # a run here is ordered by when it was asked for (its placeholder), not by when its
+        # engine recorded it: a run that waited for a slot is newer than the one holding it
+        asked = {p.run_id: p.created for p in waiting}
+        return sorted(records, key=lambda r: asked.get(r.run_id, r.created), reverse=True)
 
     def wait(self, run_id: str, timeout: float | None = None) -> None:
         """Wait until the run ends here (or `timeout` seconds pass); at once if it is not

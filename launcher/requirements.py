@@ -42,8 +42,9 @@ from .errors import UserError
 
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 # The runtime's own needs in the image: kfp's executor runs every step; cloudpickle hands on
-# values of any type. Pinned to the versions cellpipe runs with here.
-RUNTIME_DISTRIBUTIONS = ("kfp", "cloudpickle")
+# values of any type; IPython runs the cells as Jupyter does (runtime/shell.py). Pinned to
+# the versions cellpipe runs with here.
+RUNTIME_DISTRIBUTIONS = ("kfp", "cloudpickle", "ipython")
 
 _PROBE = r"""
 import importlib.metadata as md, importlib.util, json, sys

@@ -65,7 +65,6 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
             {name: kwargs.get(parameter_inputs[name]) for name in step["parameters"]},
             lambda name: values.load(Path(kwargs[input_artifacts[name]].path)),
             scratch,
-            echo=sys.stdout,
         )
     except StepFailed as exc:
         print(exc.details, file=sys.stderr)

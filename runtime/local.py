@@ -378,7 +378,7 @@ def run_one(
 
     try:
         result = run_step(
-            bundle, task, namespace, plan["parameters"], load_input, output_dir, echo=sys.stdout
+            bundle, task, namespace, plan["parameters"], load_input, output_dir
         )
     except StepFailed as exc:
         print(exc.details, file=sys.stderr)

@@ -1,38 +1,46 @@
 """Run one step's code the way the notebook ran it, outside any kernel.
 
 The namespace is a real `__main__` module, so functions and classes the notebook defines
-pickle and unpickle as they would in the kernel. Each cell is compiled under its own name
-(`iris.ipynb, cell 7`), so a traceback points at the notebook, not at generated code.
+pickle and unpickle as they would in the kernel. The cells run through IPython's own shell
+(runtime/shell.py): display(), a cell's last value, magics and figures behave as in Jupyter,
+and every cell's outputs are kept in the step's report (REPORT_FILE) for the executed notebook.
+Each cell is compiled under its own name (`iris.ipynb, cell 7`), so a traceback points at the
+notebook, not at generated code.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import linecache
 import math
 import sys
 import time
 import traceback
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+import IPython
 
 from . import values
 
+from .shell import CellError, CellRecord, CellRunner, error_output
+
 RUNTIME_DIR = str(Path(__file__).resolve().parent)
+_IPYTHON_DIR = str(Path(IPython.__file__).resolve().parent)
 REPORT_FILE = "cellpipe-report.json"
+_PRINTED_KEPT = 100_000  # characters of what the step printed kept in its report
 
 
 class StepFailed(Exception):
-    """User code failed, or a value could not be handed on; `details` is for people."""
+    """User code failed, or a value could not be handed on; `details` is for people.
+    `cells`: the cells that ran, the failing one last with its error output."""
 
-    def __init__(self, message: str, details: str = "") -> None:
+    def __init__(self, message: str, details: str = "", cells: list[CellRecord] | None = None):
         super().__init__(message)
         self.details = details or message
+        self.cells = cells or []
 
 
 @dataclass
@@ -41,6 +49,7 @@ class StepResult:
     metrics: dict[str, float] = field(default_factory=dict)
     printed: str = ""
     seconds: float = 0.0
+    cells: list[CellRecord] = field(default_factory=list)
 
 
 def fresh_main() -> dict[str, Any]:
@@ -51,27 +60,45 @@ def fresh_main() -> dict[str, Any]:
     return module.__dict__
 
 
-def cell_filename(bundle: dict[str, Any], index: int) -> str:
-    return f"{bundle.get('notebook', 'notebook')}, cell {index + 1}"
+class Cells:
+    """The cells this process runs, through one IPython shell, and what they showed.
+
+    Made once per process; a forked step inherits it with the prelude's records."""
+
+    def __init__(self, bundle: dict[str, Any], namespace: dict[str, Any]) -> None:
+        self.runner = CellRunner(namespace, bundle.get("notebook", "notebook"))
+        self.prelude: list[CellRecord] = []
+
+    def run(self, cells: list[dict[str, Any]], records: list[CellRecord], step: str | None) -> None:
+        """Runs `cells`; a cell that raises gets its error output and ends the run
+        (CellError)."""
+        try:
+            self.runner.run(cells, records, step=step)
+        except CellError as exc:
+            records[-1].outputs.append(error_output(exc.error, user_traceback(exc.error)))
+            raise
 
 
-def run_cells(
-    bundle: dict[str, Any], cells: list[dict[str, Any]], namespace: dict[str, Any]
-) -> None:
-    for cell in cells:
-        filename = cell_filename(bundle, cell["index"])
-        source = cell["source"]
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        code = compile(source, filename, "exec", dont_inherit=True)
-        exec(code, namespace)  # the user's own notebook code, as Jupyter runs it
+_CELLS: dict[int, Cells] = {}  # this process's, by the id of the namespace it runs in
 
 
-def run_prelude(bundle: dict[str, Any], namespace: dict[str, Any]) -> None:
-    """The imports and functions cells, which every step starts with."""
+def cells_for(bundle: dict[str, Any], namespace: dict[str, Any]) -> Cells:
+    if id(namespace) not in _CELLS:
+        _CELLS.clear()  # one namespace per process at a time: a fresh __main__ is a new run
+        _CELLS[id(namespace)] = Cells(bundle, namespace)
+    return _CELLS[id(namespace)]
+
+
+def run_prelude(bundle: dict[str, Any], namespace: dict[str, Any]) -> list[CellRecord]:
+    """The imports and functions cells, which every step starts with; their records."""
+    cells = cells_for(bundle, namespace)
     try:
-        run_cells(bundle, bundle["prelude"], namespace)
-    except BaseException as exc:
-        raise StepFailed("the imports/functions cells failed", user_traceback(exc)) from None
+        cells.run(bundle["prelude"], cells.prelude, step=None)
+    except CellError as exc:
+        raise StepFailed(
+            "the imports/functions cells failed", user_traceback(exc.error), cells.prelude
+        ) from None
+    return cells.prelude
 
 
 def coerce_parameter(value: Any, kind: str) -> Any:
@@ -92,7 +119,6 @@ def run_step(
     parameters: dict[str, Any],
     load_input: Callable[[str], Any],
     output_dir: Path,
-    echo: TextIO | None = None,
 ) -> StepResult:
     """Bind parameters and inputs, run the step's cells, hand on its outputs.
 
@@ -101,27 +127,64 @@ def run_step(
     """
     step = bundle["steps"][task]
     started = time.perf_counter()
-    types_ = {name: spec["type"] for name, spec in bundle["parameters"].items()}
-    for name in step["parameters"]:
-        namespace[name] = coerce_parameter(parameters[name], types_[name])
-    for name in step["receives"]:
-        namespace[name] = load_input(name)
-    buffer = io.StringIO()
+    cells = cells_for(bundle, namespace)
+    records: list[CellRecord] = []
+    failure: StepFailed | None = None
     try:
-        with _tee_stdout(buffer, echo):
-            run_cells(bundle, step["cells"], namespace)
-    except BaseException as exc:
-        raise StepFailed(
-            f"step {step['name']!r} failed: {type(exc).__name__}: {exc}", user_traceback(exc)
-        ) from None
-    result = StepResult(printed=buffer.getvalue())
-    result.outputs = hand_on(step, namespace, output_dir)
-    result.metrics = collect_metrics(step, namespace)
-    result.seconds = time.perf_counter() - started
-    (output_dir / REPORT_FILE).write_text(
-        json.dumps({"printed": result.printed[-100_000:], "seconds": result.seconds})
-    )
+        types_ = {name: spec["type"] for name, spec in bundle["parameters"].items()}
+        for name in step["parameters"]:
+            namespace[name] = coerce_parameter(parameters[name], types_[name])
+        for name in step["receives"]:
+            namespace[name] = load_input(name)
+        try:
+            cells.run(step["cells"], records, step=task)
+        except CellError as exc:
+            raise StepFailed(
+                f"step {step['name']!r} failed: {type(exc.error).__name__}: {exc.error}",
+                user_traceback(exc.error),
+            ) from None
+        result = StepResult(printed=printed(records), cells=records)
+        result.outputs = hand_on(step, namespace, output_dir)
+        result.metrics = collect_metrics(step, namespace)
+    except StepFailed as exc:
+        exc.cells = records
+        failure = exc
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        write_report(output_dir, cells.prelude, records, seconds, failure)
+    result.seconds = seconds
     return result
+
+
+def printed(records: list[CellRecord]) -> str:
+    """What the cells wrote to stdout and stderr, in order."""
+    return "".join(
+        output["text"]
+        for record in records
+        for output in record.outputs
+        if output["output_type"] == "stream"
+    )
+
+
+def write_report(
+    output_dir: Path,
+    prelude: list[CellRecord],
+    cells: list[CellRecord],
+    seconds: float,
+    failure: StepFailed | None,
+) -> None:
+    """The step's report: what it printed (for its log view), and each cell's outputs."""
+    report = {
+        "printed": printed(cells)[-_PRINTED_KEPT:],
+        "seconds": seconds,
+        "status": "Failed" if failure else "Succeeded",
+        "error": str(failure) if failure else None,
+        "prelude": [record.to_json() for record in prelude],
+        "cells": [record.to_json() for record in cells],
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / REPORT_FILE).write_text(json.dumps(report))
 
 
 def hand_on(step: dict[str, Any], namespace: dict[str, Any], output_dir: Path) -> dict[str, str]:
@@ -162,29 +225,8 @@ def user_traceback(exc: BaseException) -> str:
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith(RUNTIME_DIR)
+        if not frame.filename.startswith((RUNTIME_DIR, _IPYTHON_DIR))
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines.extend(traceback.format_exception_only(type(exc), exc))
     return "".join(lines)
-
-
-class _Tee(io.TextIOBase):
-    def __init__(self, *targets: TextIO) -> None:
-        self.targets = targets
-
-    def write(self, text: str) -> int:
-        for target in self.targets:
-            target.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        for target in self.targets:
-            target.flush()
-
-
-@contextlib.contextmanager
-def _tee_stdout(buffer: io.StringIO, echo: TextIO | None) -> Iterator[None]:
-    targets: list[TextIO] = [buffer] if echo is None else [buffer, echo]
-    with contextlib.redirect_stdout(_Tee(*targets)):
-        yield

@@ -100,7 +100,7 @@ def _run_one(
     run_prelude(bundle, namespace)
     before = {name: id(value) for name, value in namespace.items()}
     wanted = {n: parameters.get(n, bundle["parameters"][n]["default"]) for n in step["parameters"]}
-    result = run_step(bundle, task, namespace, wanted, load, output_dir, echo=sys.stdout)
+    result = run_step(bundle, task, namespace, wanted, load, output_dir)
     if keep_results:
         _keep_results(step, namespace, before, output_dir)
     return result.metrics

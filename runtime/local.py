@@ -377,9 +377,7 @@ def run_one(
             raise UnreadableInput(name, sources[name], exc) from exc
 
     try:
-        result = run_step(
-            bundle, task, namespace, plan["parameters"], load_input, output_dir
-        )
+        result = run_step(bundle, task, namespace, plan["parameters"], load_input, output_dir)
     except StepFailed as exc:
         print(exc.details, file=sys.stderr)
         record: dict[str, Any] = {"status": "Failed", "error": str(exc), "details": exc.details}

@@ -24,7 +24,6 @@ from typing import Any
 import IPython
 
 from . import values
-
 from .shell import CellError, CellRecord, CellRunner, error_output
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent)

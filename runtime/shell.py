@@ -150,9 +150,7 @@ class _Stream(io.TextIOBase):
         self.collector = collector
         self.echo = echo
 
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
+    encoding = "utf-8"
 
     def writable(self) -> bool:
         return True
@@ -178,7 +176,7 @@ class _Publisher(DisplayPublisher):
 
     collector: _Collector | None = None
 
-    def publish(  # type: ignore[override]
+    def publish(
         self,
         data: dict[str, Any],
         metadata: dict[str, Any] | None = None,
@@ -265,11 +263,13 @@ class CellRunner:
         matplotlib_inline()
         self.notebook = notebook
         self.collector = _Collector(limits or OutputLimits())
-        self.shell = _shell(namespace)
-        self.shell.compile = _CellCompiler()
-        self.shell.display_pub.collector = self.collector
-        self.shell.displayhook.collector = self.collector
-        self.echo: tuple[TextIO | None, TextIO | None] = (None, None)
+        # IPython's shell is untyped: used through Any, its parts this module made are typed
+        self.shell: Any = _shell(namespace)
+        self.compiler = _CellCompiler()  # type: ignore[no-untyped-call]
+        self.shell.compile = self.compiler
+        publisher: _Publisher = self.shell.display_pub
+        hook: _Hook = self.shell.displayhook
+        publisher.collector = hook.collector = self.collector
 
     def cell_filename(self, index: int) -> str:
         return f"{self.notebook}, cell {index + 1}"
@@ -294,11 +294,11 @@ class CellRunner:
 
     def _run_one(self, cell: dict[str, Any], record: CellRecord) -> BaseException | None:
         record.outputs = self.collector.start_cell()
-        self.shell.compile.filename = self.cell_filename(cell["index"])
+        self.compiler.filename = self.cell_filename(cell["index"])
         started = time.perf_counter()
         out, err = sys.stdout, sys.stderr
-        sys.stdout = _Stream("stdout", self.collector, out)  # type: ignore[assignment]
-        sys.stderr = _Stream("stderr", self.collector, err)  # type: ignore[assignment]
+        sys.stdout = _Stream("stdout", self.collector, out)
+        sys.stderr = _Stream("stderr", self.collector, err)
         try:
             result = self.shell.run_cell(cell["source"], store_history=True)
         finally:
@@ -306,7 +306,7 @@ class CellRunner:
             sys.stdout, sys.stderr = out, err
             self.collector.end_cell()
             record.seconds = time.perf_counter() - started
-        error = result.error_before_exec or result.error_in_exec
+        error: BaseException | None = result.error_before_exec or result.error_in_exec
         if error is not None:
             record.failed = True
         return error
@@ -321,8 +321,9 @@ def error_output(error: BaseException, traceback_text: str) -> Output:
     }
 
 
-def _shell(namespace: dict[str, Any]) -> _StepShell:
+def _shell(namespace: dict[str, Any]) -> Any:
     """The one shell of this process (IPython's display() finds it as the instance)."""
+    shell: Any
     if _StepShell.initialized():
         shell = _StepShell.instance()
         if shell.user_ns is not namespace:

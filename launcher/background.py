@@ -121,6 +121,7 @@ class BackgroundRunner:
             run_id=run_id,
             cancel=cancel,
             notebook_hash=prepared.content_hash(),  # what runs: the content sent, if any
+            source=prepared.notebook,
         )
         placeholder = RunRecord(
             run_id=run_id,

@@ -30,8 +30,10 @@ from typing import Any
 from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
 from cellpipe.runtime.local import RUN_ID_VARIABLE
+from cellpipe.runtime.step import REPORT_FILE
 from cellpipe.runtime.version import VERSION as __version__
 
+from .executed import PRELUDE_REPORT, StepOutcome, keep_source, read_report, write_executed
 from .step_cache import StepCache, make_private, private_home
 from .store import RunRecord, RunStore, StepRecord, cellpipe_home, open_store
 from .vocabulary import UNFINISHED
@@ -80,6 +82,9 @@ class RunRequest:
     # The hash of what runs when it is not the saved file (unsaved content the server was
     # sent); None: the notebook file's, as it is now.
     notebook_hash: str | None = None
+    # The notebook content that runs (what was compiled), kept in the run folder for the
+    # executed notebook; None: the notebook file, as it is when the run starts.
+    source: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Parameters not given take the notebook's defaults, as in a KFP run.
@@ -122,6 +127,7 @@ class LocalEngine:
         )
         run_dir = make_private(Path(record.outputs))
         (run_dir / "bundle.json").write_text(json.dumps(bundle))
+        keep_source(run_dir, request.source or request.notebook)
         plan, cached_results = self._plan(bundle, request, workdir, run_dir)
         by_task = {s.task: s for s in record.steps.values()}
         for task, result in cached_results.items():
@@ -167,6 +173,7 @@ class LocalEngine:
         }
         plan = {
             "bundle": str(run_dir / "bundle.json"),
+            "prelude_report": str(run_dir / PRELUDE_REPORT),
             "workdir": str(workdir),
             "parameters": request.parameters,
             "run": [t for t in bundle["steps"] if t not in cached],
@@ -314,7 +321,29 @@ class LocalEngine:
                 step.error = step.error or "the run ended before this step finished"
                 self.store.update_step(record.run_id, step)
         record.finished = time.time()
+        self._write_executed(record, by_task, run_dir)
         self.store.update_run(record)
+
+    def _write_executed(
+        self, record: RunRecord, by_task: dict[str, StepRecord], run_dir: Path
+    ) -> None:
+        """The executed notebook, from the steps' reports (cached steps' too)."""
+        try:
+            bundle = json.loads((run_dir / "bundle.json").read_text(encoding="utf-8"))
+            outcomes = [
+                StepOutcome(
+                    task,
+                    step.name,
+                    step.status,
+                    step.cached,
+                    read_report(Path(step.outputs or run_dir / "steps" / task) / REPORT_FILE),
+                )
+                for task, step in by_task.items()
+            ]
+            about = {"run": record.run_id, "engine": self.name, "status": record.status}
+            write_executed(run_dir, bundle, outcomes, {**about, "parameters": record.parameters})
+        except (OSError, ValueError) as exc:  # the run's record matters more than its notebook
+            log.warning("cellpipe: no executed notebook for run %s: %s", record.run_id, exc)
 
 
 def _end_group(process: subprocess.Popen[bytes], wait_seconds: float | None = None) -> None:

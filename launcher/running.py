@@ -84,7 +84,13 @@ def run_here(
     if prepared.path is None:
         raise UserError("a run needs the notebook's path", reason="bad_path")
     chosen = engine_here(engine, config, home=home, image=image)
-    request = RunRequest(prepared.pipeline, prepared.path, parameters, use_cache=use_cache)
+    request = RunRequest(
+        prepared.pipeline,
+        prepared.path,
+        parameters,
+        use_cache=use_cache,
+        source=prepared.notebook,
+    )
     record = chosen.run(request, listener)
     return record, list(request.warnings)
 

@@ -171,6 +171,9 @@ def find_run(store: RunStore, text: str) -> RunRecord:
     raise RunNotFound(f"no run {text!r} in {store.path}{hint} (`cellpipe runs` lists them)")
 
 
+EXECUTED_FILE = "notebook.ipynb"  # in a run's folder: the notebook with its outputs
+
+
 def new_run_id() -> str:
     """A fresh run id: sortable by time, unique by its random tail."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -220,6 +223,12 @@ class RunRecord:
     owner: str | None = None  # host:pid:start of the process that recorded the run
     updated: float | None = None
 
+    @property
+    def executed_notebook(self) -> str | None:
+        """The run's notebook with its outputs (launcher/executed.py), once it is written."""
+        path = Path(self.outputs) / EXECUTED_FILE
+        return str(path) if self.outputs and path.is_file() else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -240,6 +249,7 @@ class RunRecord:
             "external": self.external,
             "links": self.links,
             "updated": self.updated,
+            "executed_notebook": self.executed_notebook,
         }
 
 

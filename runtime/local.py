@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import values
-from .step import StepFailed, fresh_main, run_prelude, run_step
+from .step import REPORT_FILE, StepFailed, fresh_main, run_prelude, run_step, write_report
 
 RESULT_FILE = "cellpipe-result.json"
 LOG_FILE = "cellpipe-log.txt"
@@ -134,6 +134,8 @@ class Executor:
         try:
             run_prelude(self.bundle, namespace)
         except StepFailed as exc:
+            if self.plan.get("prelude_report"):  # the failing cell, for the executed notebook
+                write_report(Path(self.plan["prelude_report"]), exc.cells, [], 0.0, exc)
             self.emit(event="prelude_failed", error=str(exc), details=exc.details)
             return 1
         safe, why = fork_is_safe()
@@ -422,6 +424,7 @@ def _run_fresh(plan_path: str, task: str, executor: int | None = None) -> int:
     try:
         run_prelude(bundle, namespace)
     except StepFailed as exc:
+        write_report(output_dir / REPORT_FILE, exc.cells, [], 0.0, exc)
         (output_dir / RESULT_FILE).write_text(
             json.dumps({"status": "Failed", "error": str(exc), "details": exc.details})
         )

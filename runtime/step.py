@@ -151,7 +151,7 @@ def run_step(
         raise
     finally:
         seconds = time.perf_counter() - started
-        write_report(output_dir, cells.prelude, records, seconds, failure)
+        write_report(output_dir / REPORT_FILE, cells.prelude, records, seconds, failure)
     result.seconds = seconds
     return result
 
@@ -167,13 +167,14 @@ def printed(records: list[CellRecord]) -> str:
 
 
 def write_report(
-    output_dir: Path,
+    path: Path,
     prelude: list[CellRecord],
     cells: list[CellRecord],
     seconds: float,
     failure: StepFailed | None,
 ) -> None:
-    """The step's report: what it printed (for its log view), and each cell's outputs."""
+    """The step's report (REPORT_FILE in its folder): what it printed (for its log view), and
+    each cell's outputs. A value no JSON holds (in a display's metadata) is kept as its repr."""
     report = {
         "printed": printed(cells)[-_PRINTED_KEPT:],
         "seconds": seconds,
@@ -182,8 +183,8 @@ def write_report(
         "prelude": [record.to_json() for record in prelude],
         "cells": [record.to_json() for record in cells],
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / REPORT_FILE).write_text(json.dumps(report))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, default=repr))
 
 
 def hand_on(step: dict[str, Any], namespace: dict[str, Any], output_dir: Path) -> dict[str, str]:

@@ -81,6 +81,7 @@ def run_command(
         print(f"cellpipe: run {record.run_id} {record.status}: {record.error}", file=err)
     result = record.to_json()
     data = {k: result[k] for k in RUN_JSON_KEYS}
+    data["notebook"] = record.executed_notebook
     if args.format == "json":
         print(json.dumps(data, indent=2), file=out)
     else:
@@ -115,3 +116,5 @@ def _summary(record: RunRecord, out: TextIO) -> None:
     for name, value in record.metrics.items():
         print(f"  {name} = {value:g}", file=out)
     print(f"outputs: {record.outputs}", file=out)
+    if record.executed_notebook:
+        print(f"executed notebook: {record.executed_notebook}", file=out)

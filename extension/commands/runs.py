@@ -104,6 +104,8 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
         )
     else:
         print(f"  outputs: {record.outputs}", file=out)
+    if record.executed_notebook:
+        print(f"  executed notebook: {record.executed_notebook}", file=out)
     return Outcome(EXIT_OK, result)
 
 

@@ -81,6 +81,7 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_run.py
+	$(BIN)/python benchmarks/bench_cells.py
 	$(BIN)/python benchmarks/bench_build.py
 
 # The sdist (Python sources, the sidebar's sources and its prebuilt extension) and the wheel built

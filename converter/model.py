@@ -136,10 +136,10 @@ class CellCode:
 
 
 # Names a compiled component uses itself: `self` (calling a component), `Output` (kfp's name
-# for a component's return value) and cellpipe's metrics output. A parameter or value of such a
-# name is renamed in the component and in the pipeline's inputs (Step.kfp_names,
-# Pipeline.kfp_parameter_names), never refused.
-KFP_RESERVED_NAMES = frozenset({"self", "Output", "cellpipe_metrics"})
+# for a component's return value) and cellpipe's metrics and report outputs. A parameter or
+# value of such a name is renamed in the component and in the pipeline's inputs
+# (Step.kfp_names, Pipeline.kfp_parameter_names), never refused.
+KFP_RESERVED_NAMES = frozenset({"self", "Output", "cellpipe_metrics", "cellpipe_report"})
 
 
 # The names KFP takes for inputs and outputs (kfp.dsl.pipeline_channel, less what a Python

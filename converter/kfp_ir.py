@@ -26,6 +26,10 @@ from .model import Pipeline, Step
 ARTIFACT_TYPE = "system.Artifact@0.0.1"
 METRICS_TYPE = "system.Metrics@0.0.1"
 METRICS_OUTPUT = "cellpipe_metrics"
+# The step's cells and their outputs as an HTML page (kfp.dsl.HTML): the KFP UI shows it, and
+# the executed notebook of a run is assembled from it (runtime/report_html.py writes it).
+REPORT_TYPE = "system.HTML@0.0.1"
+REPORT_OUTPUT = "cellpipe_report"
 ENTRY_FUNCTION = "cellpipe_step"
 # The module the kfp executor loads: fixed text, the same for every step and every notebook.
 ENTRY_MODULE = (
@@ -73,6 +77,8 @@ def step_component(step: Step, pipeline: Pipeline) -> python_component.PythonCom
     }
     if step.metrics:
         outputs[METRICS_OUTPUT] = structures.OutputSpec(type=METRICS_TYPE)
+    if step.options.report:  # on unless `report:disabled`
+        outputs[REPORT_OUTPUT] = structures.OutputSpec(type=REPORT_TYPE)
     container = structures.ContainerSpecImplementation(
         image=step.image,
         command=["sh", "-ec", LAUNCH_SCRIPT, ENTRY_MODULE],

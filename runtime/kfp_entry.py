@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from . import values
-from .step import StepFailed, fresh_main, run_prelude, run_step
+from . import report_html, values
+from .report_html import REPORT_OUTPUT
+from .step import REPORT_FILE, StepFailed, fresh_main, run_prelude, run_step, write_report
 
 DEFAULT_BUNDLE = "/cellpipe/bundle.json"
 METRICS_OUTPUT = "cellpipe_metrics"
@@ -53,11 +54,15 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
     if Path(workdir).is_dir():
         os.chdir(workdir)
         sys.path.insert(0, str(Path(workdir).resolve()))
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"cellpipe-{task}-{os.getpid()}"
+    scratch.mkdir(parents=True, exist_ok=True)
     namespace = fresh_main()
     try:
-        run_prelude(bundle, namespace)
-        scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"cellpipe-{task}-{os.getpid()}"
-        scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            run_prelude(bundle, namespace)
+        except StepFailed as exc:  # no cell of the step ran: the report says where it failed
+            write_report(scratch / REPORT_FILE, exc.cells, [], 0.0, exc)
+            raise
         result = run_step(
             bundle,
             task,
@@ -67,6 +72,10 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
             scratch,
         )
     except StepFailed as exc:
+        # kfp's executor writes no outputs when the function fails, and a cluster's launcher
+        # uploads none of a failed step: the page is written where kfp.local keeps it, for
+        # the executed notebook; the KFP UI shows the failed step's log, not the page
+        _publish_report(bundle, task, scratch, kwargs.get(REPORT_OUTPUT))
         print(exc.details, file=sys.stderr)
         raise SystemExit(1) from None
     for name, fmt in result.outputs.items():
@@ -76,6 +85,39 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
     if step["metrics"]:
         for name, number in result.metrics.items():
             kwargs[METRICS_OUTPUT].log_metric(name, number)
+    _publish_report(bundle, task, scratch, kwargs.get(REPORT_OUTPUT))
+
+
+def _publish_report(bundle: dict[str, Any], task: str, scratch: Path, artifact: Any) -> None:
+    """The step's report as its HTML page (runtime/report_html.py) at the report output's
+    path. The component declares the output, so a page is always written: one that says what
+    went wrong when the report could not be read or drawn."""
+    if artifact is None:  # report:disabled
+        return
+    step = bundle["steps"][task]
+    notebook = bundle.get("notebook", "notebook")
+    try:
+        report = json.loads((scratch / REPORT_FILE).read_text(encoding="utf-8"))
+        page = report_html.render(
+            report, step["name"], report_html.step_sources(bundle, task), notebook
+        )
+    except Exception as exc:  # the step's own outcome stands; its page says what was lost
+        problem = {"status": "Unknown", "error": f"cellpipe: no report of this step: {exc}"}
+        page = report_html.render(problem, step["name"], {}, notebook)
+    path = Path(artifact.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+
+
+def declares_report(step: dict[str, Any]) -> bool:
+    """Whether the step's component has the report output: as the compiled component says
+    (the executor input kfp hands the step lists its outputs; both are compiled from the
+    step's `report` option), else as the bundle says (on unless `report:disabled`)."""
+    try:
+        executor_input = json.loads(_argument("--executor_input"))
+        return REPORT_OUTPUT in executor_input["outputs"]["artifacts"]
+    except (SystemExit, ValueError, KeyError, TypeError):
+        return bool(step.get("report", True))
 
 
 def _move(source: Path, destination: Path) -> None:
@@ -88,7 +130,7 @@ def _move(source: Path, destination: Path) -> None:
 
 
 def _make_entry() -> Any:
-    from kfp.dsl import Artifact, Input, Metrics, Output
+    from kfp.dsl import HTML, Artifact, Input, Metrics, Output
 
     bundle = load_bundle()
     task = _argument("--cellpipe_step")
@@ -110,6 +152,8 @@ def _make_entry() -> Any:
         annotations[output_name] = Output[Artifact]
     if step["metrics"]:
         annotations[METRICS_OUTPUT] = Output[Metrics]
+    if declares_report(step):
+        annotations[REPORT_OUTPUT] = Output[HTML]
     parameters = [
         inspect.Parameter(n, kind, annotation=a, **({"default": None} if n in optional else {}))
         for n, a in annotations.items()

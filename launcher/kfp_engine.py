@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import yaml
 
 from cellpipe.converter import compile_yaml
+from cellpipe.converter.bundle import make_bundle
 
 from .cluster import (
     Submission,
@@ -45,6 +46,7 @@ from .cluster import (
     record_submission,
     set_status,
 )
+from .executed import StepOutcome, keep_source
 from .gpus import GpuAsk, asks_of
 from .k8s import (
     REQUEST_TIMEOUT,
@@ -54,6 +56,14 @@ from .k8s import (
     explain,
     kubeconfig_path,
     pod_log,
+)
+from .kfp_reports import (
+    NOTEBOOK_NOTE,
+    cluster_reports,
+    missing_note,
+    read_bundle,
+    why_no_notebook,
+    write_notebook,
 )
 from .store import RunRecord, RunStore, cellpipe_home, open_store
 from .vocabulary import FINISHED, KFP_ENGINE, UNFINISHED
@@ -291,6 +301,10 @@ class KfpEngine:
 
     def submit(self, request: SubmitRequest, submission: Submission) -> RunRecord:
         record = record_submission(self.store, self.home, self.name, request, submission)
+        # what the executed notebook is assembled from when the run ends (kfp_reports.py)
+        run_dir = Path(record.outputs)
+        (run_dir / "bundle.json").write_text(json.dumps(make_bundle(request.pipeline)))
+        keep_source(run_dir, request.notebook)
         try:
             client, host, ui = api_client(self.settings)
         except ClusterError as exc:
@@ -466,13 +480,15 @@ class KfpEngine:
         if record.status in FINISHED or not record.external.get("run_id"):
             return record
         client, ui = self._client(record)
-        with contextlib.closing(client):
-            run = self._get(client, record)
-        self._apply(record, run)
         link = run_link(ui, record.external["run_id"])
         if link and record.links.get("kfp_ui") != link:
             record.links["kfp_ui"] = link
             self.store.update_run(record)
+        with contextlib.closing(client):
+            run = self._get(client, record)
+            self._apply(record, run)
+            if record.status in FINISHED:
+                self._give_back_notebook(client, record, run)
         return record
 
     def _apply(self, record: RunRecord, run: Any) -> None:
@@ -523,11 +539,49 @@ class KfpEngine:
                 record.external["run_id"],
             )
             run = self._get(client, record)
-        record.error = "cancelled"
-        self._apply(record, run)
-        if record.status not in FINISHED:
-            set_status(self.store, record, "Cancelled", "cancelled")
+            record.error = "cancelled"
+            self._apply(record, run)
+            if record.status not in FINISHED:
+                set_status(self.store, record, "Cancelled", "cancelled")
+            self._give_back_notebook(client, record, run)
         return record
+
+    def _give_back_notebook(self, client: Any, record: RunRecord, run: Any) -> None:
+        """The executed notebook of a run that ended, from its steps' report pages where the
+        KFP API offers them; where it cannot be written, the run says why (NOTEBOOK_NOTE)."""
+        run_dir = Path(record.outputs)
+        bundle = read_bundle(run_dir)
+        note: str | None
+        if bundle is None:
+            note = "the run was submitted without its bundle, so no notebook can be assembled"
+        else:
+            found = cluster_reports(
+                self._call, client, run, record, bundle, self.settings.ssl_ca_cert
+            )
+            if not found.reports:
+                note = why_no_notebook(found, record.links.get("kfp_ui"))
+            else:
+                outcomes = [
+                    StepOutcome(s.task, s.name, s.status, False, found.reports.get(s.task))
+                    for s in record.steps.values()
+                ]
+                try:
+                    written = write_notebook(run_dir, bundle, record, outcomes)
+                except (OSError, ValueError) as exc:
+                    written, problem = None, str(exc)
+                else:
+                    problem = "the notebook as it was submitted was not kept"
+                note = (
+                    missing_note(found)
+                    if written
+                    else f"the executed notebook could not be written: {problem}"
+                )
+        if record.external.get(NOTEBOOK_NOTE) != note:
+            if note is None:
+                record.external.pop(NOTEBOOK_NOTE, None)
+            else:
+                record.external[NOTEBOOK_NOTE] = note
+            self.store.update_run(record)
 
     def delete(self, record: RunRecord) -> list[str]:
         """Delete the run in KFP (a run already gone is fine); what was deleted."""

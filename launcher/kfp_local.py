@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import time
 import warnings
@@ -20,11 +21,15 @@ from typing import Any
 from cellpipe.converter import CompileOptions, Pipeline, compile_yaml
 from cellpipe.converter.bundle import make_bundle
 
+from .executed import keep_source
+from .kfp_reports import kfp_local_outcomes, read_bundle, write_notebook
 from .local_engine import RunRequest, StepListener, guarded
 from .store import RunRecord, RunStore, cellpipe_home, open_store
 
 EXECUTOR_OUTPUT = "executor_output.json"
 METRICS_OUTPUT = "cellpipe_metrics"
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -101,6 +106,7 @@ class KfpLocalEngine:
         run_dir.mkdir(parents=True, exist_ok=True)
         bundle_path = run_dir / "bundle.json"
         bundle_path.write_text(json.dumps(make_bundle(pipeline, str(workdir))))
+        keep_source(run_dir, request.source or request.notebook)
         if self.image:  # the image's own bundle and workdir are the ones that run
             for step in pipeline.steps:
                 step.image = self.image
@@ -167,7 +173,20 @@ class KfpLocalEngine:
             failed = [s.name for s in record.steps.values() if s.status == "Failed"]
             record.error = f"step {failed[0]!r} failed" if failed else "the run failed"
         record.finished = time.time()
+        self._write_executed(record, task_roots)
         self.store.update_run(record)
+
+    def _write_executed(self, record: RunRecord, task_roots: dict[str, Path]) -> None:
+        """The executed notebook, from each step's report page (its HTML output), as a run
+        on Kubeflow Pipelines gives it back."""
+        run_dir = Path(record.outputs)
+        bundle = read_bundle(run_dir)
+        if bundle is None:
+            return
+        try:
+            write_notebook(run_dir, bundle, record, kfp_local_outcomes(bundle, record, task_roots))
+        except (OSError, ValueError) as exc:  # the run's record matters more than its notebook
+            log.warning("cellpipe: no executed notebook for run %s: %s", record.run_id, exc)
 
 
 def _without_parameters(pipeline: Pipeline, names: set[str]) -> Pipeline:

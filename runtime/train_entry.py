@@ -10,7 +10,11 @@ values in DIR/values/TASK/NAME (DIR is on the storage every pod of the run mount
 `train` runs the trained step on every worker; the worker of rank 0 keeps what the step sets
 (every top-level name but modules, functions and classes: the model) in DIR/outputs/NAME, its
 metrics in DIR/outputs/metrics.json, and says both in its termination message, which the
-cluster keeps in the pod's status.
+cluster keeps in the pod's status. Each step's report (its cells' outputs, REPORT_FILE, what
+the executed notebook is made from) is beside its values: DIR/values/TASK/ for the steps
+before, DIR/outputs/ for the trained one, from the worker of rank 0 only (also when the step
+or its imports fail). The launcher cannot read the claim from outside the cluster; a pod
+mounting it (or the notebook server, where it mounts the claim) can.
 
 Parameters arrive as JSON in $CELLPIPE_PARAMETERS (data, never code); the steps' code is the
 bundle baked into the image ($CELLPIPE_BUNDLE). Imports nothing of cellpipe but the runtime.
@@ -30,7 +34,7 @@ from typing import Any
 
 from . import values
 from .kfp_entry import load_bundle
-from .step import StepFailed, fresh_main, run_prelude, run_step
+from .step import REPORT_FILE, StepFailed, fresh_main, run_prelude, run_step, write_report
 
 PREPARE_RESULT = "prepare.json"
 TRAIN_RESULT = "result.json"
@@ -97,7 +101,11 @@ def _run_one(
 
     output_dir.mkdir(parents=True, exist_ok=True)
     namespace = fresh_main()
-    run_prelude(bundle, namespace)
+    try:
+        run_prelude(bundle, namespace)
+    except StepFailed as exc:  # the report (REPORT_FILE) says where, as run_step's would
+        write_report(output_dir / REPORT_FILE, exc.cells, [], 0.0, exc)
+        raise
     before = {name: id(value) for name, value in namespace.items()}
     wanted = {n: parameters.get(n, bundle["parameters"][n]["default"]) for n in step["parameters"]}
     result = run_step(bundle, task, namespace, wanted, load, output_dir)

@@ -104,8 +104,13 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
         )
     else:
         print(f"  outputs: {record.outputs}", file=out)
+    note = record.external.get("notebook_note")  # a cluster run's (launcher/kfp_reports.py)
     if record.executed_notebook:
         print(f"  executed notebook: {record.executed_notebook}", file=out)
+        if note:
+            print(f"  executed notebook: {note}", file=out)
+    elif note:
+        print(f"cellpipe: warning: no executed notebook: {note}", file=err)
     return Outcome(EXIT_OK, result)
 
 

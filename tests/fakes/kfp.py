@@ -16,18 +16,31 @@ What it is: a small HTTP server on 127.0.0.1 answering the calls cellpipe makes 
   them (403 as KFP's authorizer answers); `fail(...)` injects any answer; `stop()` makes it
   unreachable.
 
+- artifacts, as KFP 2.1 on gives them: a task's output artifacts listed by id in the run's
+  details (`task_details[].outputs`: {name: {"artifact_ids": ["17"]}}), and the
+  ArtifactService's `GET /apis/v2beta1/artifacts/{id}` (KFP's Artifact message: `artifact_id`,
+  `storage_provider`, `storage_path`, `uri`, `namespace`, `artifact_type`, `artifact_size` as
+  an int64 string, times; `download_url` only with `view=DOWNLOAD`). The download URL is a
+  presigned URL of a fake object store, a server of its own (another address, as MinIO or S3
+  is): it answers the artifact's bytes to the signed query and refuses a request that also
+  carries an Authorization header (S3's "only one auth mechanism"). `artifacts_api=False`
+  is a KFP before 2.1: no ArtifactService (404) and no artifacts in the run's details.
+
 What it is not: nothing runs. A run stays PENDING until the test says what happened
-(`set_run`: its state, its tasks with their pod names, an error); terminating makes it
-CANCELED at once (KFP passes through CANCELING); no Argo, no ML Metadata (no artifacts or
-metrics), no recurring runs, no archiving, no pagination beyond `page_size`.
+(`set_run`: its state, its tasks with their pod names and output artifacts, an error);
+terminating makes it CANCELED at once (KFP passes through CANCELING); no Argo, no ML
+Metadata (the artifacts are what the test gives; no metrics), no recurring runs, no
+archiving, no pagination beyond `page_size`; signed URLs do not expire.
 """
 
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import itertools
 import json
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -66,8 +79,13 @@ class FakeKfp(FakeHttpServer):
         cookie: str | None = None,
         multi_user: bool = False,
         allowed_namespaces: set[str] | None = None,
+        artifacts_api: bool = True,
     ) -> None:
         super().__init__()
+        self.artifacts_api = artifacts_api
+        self.artifacts: dict[str, dict[str, Any]] = {}
+        self.object_store = FakeObjectStore()
+        self._artifact_ids = itertools.count(17)
         self.token = token
         self.cookie = cookie
         self.multi_user = multi_user
@@ -88,6 +106,16 @@ class FakeKfp(FakeHttpServer):
         self.route("GET", f"{API}/runs/(?P<rid>[^/:]+)", self._get_run)
         self.route("POST", f"{API}/runs/(?P<rid>[^/:]+):terminate", self._terminate)
         self.route("DELETE", f"{API}/runs/(?P<rid>[^/:]+)", self._delete_run)
+        self.route("GET", f"{API}/artifacts/(?P<aid>[^/]+)", self._get_artifact)
+
+    def start(self) -> FakeKfp:
+        self.object_store.start()
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        self.object_store.stop()
 
     # -- what the test drives -------------------------------------------------------------
     def set_run(
@@ -96,9 +124,11 @@ class FakeKfp(FakeHttpServer):
         state: str,
         tasks: dict[str, tuple[str, str | None]] | None = None,
         message: str | None = None,
+        outputs: dict[str, dict[str, tuple[str, bytes]]] | None = None,
     ) -> None:
         """What KFP would report: the run's state, each task's (display name -> (state,
-        pod name)), and an error message for a failed run."""
+        pod name)), an error message for a failed run, and the output artifacts each task
+        stored (display name -> {output name: (artifact type, content)})."""
         with self.lock:
             run = self.runs[run_id]
             run["state"] = state
@@ -119,6 +149,33 @@ class FakeKfp(FakeHttpServer):
                         for name, (task_state, pod) in tasks.items()
                     ]
                 }
+                for task in run["run_details"]["task_details"]:
+                    stored = (outputs or {}).get(task["display_name"], {})
+                    if stored and self.artifacts_api:
+                        task["outputs"] = {
+                            key: {"artifact_ids": [self._store(run, task, key, kind, data)]}
+                            for key, (kind, data) in stored.items()
+                        }
+
+    def _store(
+        self, run: dict[str, Any], task: dict[str, Any], key: str, kind: str, data: bytes
+    ) -> str:
+        """An artifact in the object store, where KFP's launcher puts it, and its record."""
+        artifact_id = str(next(self._artifact_ids))
+        path = f"v2/artifacts/{run['run_id']}/{task['display_name']}/{task['task_id']}/{key}"
+        self.object_store.put(path, data)
+        self.artifacts[artifact_id] = {
+            "artifact_id": artifact_id,
+            "storage_provider": "minio",
+            "storage_path": path,
+            "uri": f"minio://mlpipeline/{path}",
+            "namespace": run.get("namespace") or "",
+            "artifact_type": kind,
+            "artifact_size": str(len(data)),  # int64: a string in KFP's JSON
+            "created_at": _now(),
+            "last_updated_at": _now(),
+        }
+        return artifact_id
 
     # -- serving --------------------------------------------------------------------------
     def authorize(self, request: Request) -> Response | None:
@@ -324,11 +381,73 @@ class FakeKfp(FakeHttpServer):
             run["state"] = "CANCELED"
         return Response(200, {})
 
+    def _get_artifact(self, request: Request, match: Any) -> Response:
+        if not self.artifacts_api:  # grpc-gateway's answer to a route it does not have
+            return Response(404, {"code": 5, "message": "Not Found", "details": []})
+        with self.lock:
+            artifact = self.artifacts.get(match["aid"])
+        if artifact is None:
+            raise HttpError(404, error(404, 5, f"artifact {match['aid']} not found"))
+        answer = dict(artifact)
+        if request.query.get("view") == "DOWNLOAD":
+            answer["download_url"] = self.object_store.signed_url(artifact["storage_path"])
+        return Response(200, answer)
+
     def _delete_run(self, request: Request, match: Any) -> Response:
         with self.lock:
             self._run(match["rid"])
             del self.runs[match["rid"]]
         return Response(200, {})
+
+
+class FakeObjectStore(FakeHttpServer):
+    """The object store an artifact's presigned URL points at (MinIO, S3): it answers the
+    object to the signed query, and only to a request that carries no other credentials."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.objects: dict[str, bytes] = {}
+        self.route("GET", "/mlpipeline/(?P<key>.+)", self._get)
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.lock:
+            self.objects[key] = data
+
+    def signed_url(self, key: str) -> str:
+        path = urllib.parse.quote(key)  # percent-encoded, as a presigned URL's path is
+        return f"{self.url}/mlpipeline/{path}?{_SIGNED_QUERY}&X-Amz-Signature={_signature(key)}"
+
+    def _get(self, request: Request, match: Any) -> Response:
+        key = urllib.parse.unquote(match["key"])
+        if "authorization" in request.headers:
+            return Response(
+                400,
+                "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; "
+                "only the X-Amz-Algorithm query parameter, Signature query string parameter or "
+                "the Authorization header should be specified</Message></Error>",
+                "application/xml",
+            )
+        if request.query.get("X-Amz-Signature") != _signature(key):
+            return Response(
+                403,
+                "<Error><Code>SignatureDoesNotMatch</Code></Error>",
+                "application/xml",
+            )
+        with self.lock:
+            data = self.objects.get(key)
+        if data is None:
+            return Response(404, "<Error><Code>NoSuchKey</Code></Error>", "application/xml")
+        return Response(200, data, "application/octet-stream")
+
+
+_SIGNED_QUERY = (
+    "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=minio%2F20250101%2Fus-east-1%2Fs3%2F"
+    "aws4_request&X-Amz-Date=20250101T000000Z&X-Amz-Expires=15&X-Amz-SignedHeaders=host"
+)
+
+
+def _signature(key: str) -> str:
+    return hashlib.sha256(f"fake-minio-secret:{key}".encode()).hexdigest()
 
 
 def _public(version: dict[str, Any]) -> dict[str, Any]:

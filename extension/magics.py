@@ -13,6 +13,8 @@
   DAG, a run's steps and metrics, GPUs; the object is also the magic's value
   (`run = %cellpipe run`). A failure is a UsageError, so "run all" stops there.
 - `%cellpipe load RUN NAME [--step S] [--as VAR]` binds a value (or metric) a run kept.
+- `%cellpipe debug RUN STEP` binds the values and parameters step STEP of run RUN received
+  (runs of the local engines) and says which cell failed, to re-run it in the notebook.
 - `%cellpipe submit --form` shows cellpipe.widgets.SubmitForm.
 """
 
@@ -20,17 +22,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import reprlib
 import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from cellpipe.commands import Outcome, execute
 from cellpipe.commands.arguments import build_parser
+from cellpipe.commands.terminal import terminal_safe
 from cellpipe.converter.tags import (
     STEP_LINE_USAGE,
     StepLineError,
@@ -39,6 +43,9 @@ from cellpipe.converter.tags import (
     split_step_line,
 )
 from cellpipe.launcher.errors import UserError
+
+if TYPE_CHECKING:
+    from cellpipe.launcher.debugging import StepInputs
 
 # Commands whose JSON has a rich view (cellpipe.views); the others print what the CLI prints.
 RICH_COMMANDS = frozenset({"compile", "run", "submit", "runs", "status", "cancel", "gpus"})
@@ -142,6 +149,14 @@ class LoadCommand:
 
 
 @dataclass(frozen=True)
+class DebugCommand:
+    """`%cellpipe debug RUN STEP`."""
+
+    run_id: str
+    step: str
+
+
+@dataclass(frozen=True)
 class FormCommand:
     """`%cellpipe submit --form [NOTEBOOK] [--engine E] [-p NAME=VALUE ...]`."""
 
@@ -184,7 +199,9 @@ def form_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_magic(line: str) -> CellPipeCommand | LoadCommand | FormCommand | None:
+def parse_magic(
+    line: str,
+) -> CellPipeCommand | LoadCommand | DebugCommand | FormCommand | None:
     """The typed command a `%cellpipe` line stands for; None when it only asked for help."""
     try:
         words = shlex.split(line)
@@ -209,6 +226,8 @@ def parse_magic(line: str) -> CellPipeCommand | LoadCommand | FormCommand | None
         if not target.isidentifier():
             raise UsageError(f"%cellpipe load: {target!r} is not a variable name; use --as VAR")
         return LoadCommand(args.run, args.name, args.step, target)
+    if args.command == "debug":
+        return DebugCommand(args.run, " ".join(args.step))  # an unquoted name with spaces too
     takes_notebook = hasattr(args, "notebook_option")
     notebook = _one_notebook(args.notebook, args.notebook_option) if takes_notebook else None
     given_format = any(w == "--format" or w.startswith("--format=") for w in words)
@@ -252,14 +271,17 @@ class CellPipeMagics(Magics):
 
         COMMAND is any `cellpipe` subcommand (compile, run, build, requirements, submit, runs,
         status, logs, cancel, delete, gpus), with its options; NOTEBOOK defaults to the notebook
-        this kernel runs (or --notebook PATH). Also `load RUN NAME [--step S] [--as VAR]` and
-        `submit --form`. `%cellpipe` alone lists it all; `%cellpipe COMMAND -h` says more.
+        this kernel runs (or --notebook PATH). Also `load RUN NAME [--step S] [--as VAR]`,
+        `debug RUN STEP` and `submit --form`. `%cellpipe` alone lists it all; `%cellpipe
+        COMMAND -h` says more.
         """
         command = parse_magic(line)
         if command is None:
             return None
         if isinstance(command, LoadCommand):
             return self._load(command)
+        if isinstance(command, DebugCommand):
+            return self._debug(command)
         if isinstance(command, FormCommand):
             return self._form(command)
         return self._run(command)
@@ -340,6 +362,27 @@ class CellPipeMagics(Magics):
         self._shell.user_ns[command.target] = value
         print(f"cellpipe: {command.target} = {located.describe()} ({type(value).__name__})")
 
+    def _debug(self, command: DebugCommand) -> None:
+        """Binds what the step received, prints it and the failed cell (see debug_lines)."""
+        from cellpipe.launcher.debugging import debug_inputs
+
+        try:
+            inputs = debug_inputs(command.run_id, command.step)
+        except UserError as exc:
+            raise UsageError(f"%cellpipe debug: {exc}") from None
+        loaded: dict[str, Any] = {}
+        unreadable = []
+        for name in inputs.values:
+            try:
+                loaded[name] = inputs.load(name)
+            except UserError as exc:
+                unreadable.append(str(exc))
+        loaded.update(inputs.parameters)
+        self._shell.push(loaded)
+        print(terminal_safe("\n".join(debug_lines(inputs, loaded))), flush=True)
+        if unreadable:
+            raise UsageError("%cellpipe debug: " + "; ".join(unreadable))
+
     def _form(self, command: FormCommand) -> Any:
         from cellpipe.widgets import SubmitForm
 
@@ -364,6 +407,72 @@ def _failure(command: str, status: int, data: Any) -> str:
             why = f": {data['error']}" if data.get("error") else ""
             return f"run {data['run_id']} {data.get('status', 'failed')}{why}"
     return f"cellpipe {command} ended with status {status}"
+
+
+# --- %cellpipe debug: what it says --------------------------------------------------------------
+
+REPR_WIDTH = 60
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = REPR_WIDTH
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+def short_repr(value: Any, width: int = REPR_WIDTH) -> str:
+    """A value in one short line: the shape of an array or frame, else its repr, cut."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and not isinstance(value, type):
+        return f"shape {tuple(shape)}"
+    try:
+        text = _REPR.repr(value)
+    except Exception as exc:  # a user's __repr__ may fail: the value is still loaded
+        text = f"<repr failed: {type(exc).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def debug_lines(inputs: StepInputs, loaded: dict[str, Any]) -> list[str]:
+    """What `%cellpipe debug` says: what it loaded (name, type, where from, a short repr),
+    which cell failed and at which line, and which cells to run again."""
+    lines = [
+        f"cellpipe: step {inputs.step!r} of run {inputs.run_id} ({inputs.status}): "
+        f"{'loaded into this kernel' if loaded else 'nothing loaded'}"
+    ]
+    rows = [
+        (
+            name,
+            type(value).__name__,
+            f"step {inputs.received_from[name]!r}" if name in inputs.received_from else "parameter",
+            short_repr(value),
+        )
+        for name, value in loaded.items()
+    ]
+    if rows:
+        rows.insert(0, ("name", "type", "from", "value"))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            padded = [row[i].ljust(widths[i]) for i in range(3)]
+            lines.append("  " + "  ".join([*padded, row[3]]))
+    cells = [index + 1 for index in inputs.cells]
+    if inputs.failed_cell is not None:
+        failed = inputs.failed_cell + 1
+        at = f" at line {inputs.error_line}" if inputs.error_line else ""
+        lines.append(f"cellpipe: cell {failed} failed{at}: {inputs.error}")
+        before = [n for n in cells if n < failed] if failed in cells else []
+        if before:
+            earlier = ", ".join(str(n) for n in before)
+            plural = "s" if len(before) > 1 else ""
+            lines.append(
+                f"cellpipe: run the step's cell{plural} {earlier} before it, then re-run cell "
+                f"{failed}"
+            )
+        else:
+            lines.append(f"cellpipe: re-run cell {failed}")
+    else:
+        why = f": {inputs.error}" if inputs.error else ""
+        lines.append(f"cellpipe: no cell failed (step {inputs.status}{why})")
+        if cells:
+            lines.append(f"cellpipe: its cells: {', '.join(str(n) for n in cells)}")
+    return lines
 
 
 # --- loading ------------------------------------------------------------------------------------

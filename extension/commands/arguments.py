@@ -1,6 +1,7 @@
 """The command grammar of `cellpipe` and of `%cellpipe` (the same commands, options and
 words): one argparse parser. The magic's variant (`for_magic=True`) takes NOTEBOOK optionally
-(the kernel's notebook is the default) or as `--notebook PATH`, `submit --form`, and `load`.
+(the kernel's notebook is the default) or as `--notebook PATH`, `submit --form`, `load` and
+`debug` (the last two load into the kernel; the CLI has no kernel, so no such commands).
 
 Choices come from the vocabulary (cellpipe.launcher.vocabulary), never from literals here.
 """
@@ -134,6 +135,7 @@ def build_parser(
     add_runs_arguments(commands)
     if for_magic:
         add_load_arguments(commands)
+        add_debug_arguments(commands)
     return parser
 
 
@@ -364,3 +366,21 @@ def add_load_arguments(commands: Any) -> None:
     load.add_argument("name", metavar="NAME", help="a variable a step handed on, or a metric")
     load.add_argument("--step", metavar="S", help="the step's name or task name")
     load.add_argument("--as", dest="target", metavar="VAR", help="bind it to VAR (default NAME)")
+
+
+def add_debug_arguments(commands: Any) -> None:
+    """`%cellpipe debug RUN STEP` (the magic only: it loads into the kernel)."""
+    debug = commands.add_parser(
+        "debug",
+        help="load what a step of a run received (values, parameters) into this kernel",
+        description="Load the values and parameters step STEP of run RUN received into this "
+        "kernel's namespace, and say which cell failed, to re-run it here. For runs of the "
+        "local and kfp-local engines.",
+    )
+    debug.add_argument("run", metavar="RUN", help="the run's id (or the start of it)")
+    debug.add_argument(
+        "step",
+        metavar="STEP",
+        nargs="+",
+        help='the step\'s name or task name (quote a name with spaces: "train model")',
+    )

@@ -50,6 +50,7 @@ class _Collected:
     functions: list[Cell] = field(default_factory=list)
     parameter_cells: list[Cell] = field(default_factory=list)
     metric_cells: list[Cell] = field(default_factory=list)
+    own_report: set[str] = field(default_factory=set)  # steps whose own tags say report:
 
 
 def build_pipeline(
@@ -83,7 +84,9 @@ def build_pipeline(
         return pipeline
     pipeline.steps = list(collected.steps.values())
     _name_tasks(pipeline.steps)
-    _apply_defaults(pipeline, settings.step_default_tags, options, diagnostics)
+    _apply_defaults(
+        pipeline, settings.step_default_tags, options, diagnostics, collected.own_report
+    )
     pipeline.prelude = [
         CellCode(c.index, c.id, c.code) for c in [*collected.imports, *collected.functions]
     ]
@@ -276,7 +279,9 @@ def _add_to_step(
     options.shm_size = tags.shm_size or options.shm_size
     options.labels.update(tags.labels)
     options.annotations.update(tags.annotations)
-    options.report = tags.report if tags.report is not None else options.report
+    if tags.report is not None:
+        options.report = tags.report
+        collected.own_report.add(name)
     step.base_image = tags.image or step.base_image
 
 
@@ -320,6 +325,7 @@ def _apply_defaults(
     default_tags: list[str],
     options: CompileOptions,
     diagnostics: list[Diagnostic],
+    own_report: set[str],
 ) -> None:
     defaults = parse_cell_tags(default_tags, options.gpu_resource)
     for message in defaults.errors + defaults.warnings:
@@ -344,24 +350,12 @@ def _apply_defaults(
         step.options.env = {**defaults.env, **step.options.env}
         if defaults.cache is False:  # Kale's enable_caching: false, or steps_defaults
             step.options.cache = False
-        if defaults.report:
-            step.options.report = True
+        if defaults.report is not None and step.name not in own_report:
+            step.options.report = defaults.report  # Kale's steps_defaults, below the step's own
         mounted = {v.mount_path for v in step.options.volumes}
         step.options.volumes.extend(
             v for v in pipeline.settings.volumes if v.mount_path not in mounted
         )
-        if step.options.report:
-            diagnostics.append(
-                Diagnostic(
-                    "report: asks for the step's rich output (plots, HTML) to be kept; cellpipe "
-                    "runs steps without a kernel and keeps only what they print "
-                    "(cellpipe-report.json), so plots and rich output are not kept",
-                    cell_index=step.cells[0].index if step.cells else None,
-                    cell_id=step.cells[0].id if step.cells else None,
-                    step=step.name,
-                    severity="warning",
-                )
-            )
         if resources.gpu is None and defaults.gpu is not None:
             resources.gpu = defaults.gpu
         if resources.gpu is not None and resources.gpu.resource is None:

@@ -46,6 +46,7 @@ def make_bundle(pipeline: Pipeline, workdir: str | None = None) -> dict[str, Any
                 "parameters": list(step.parameters),
                 "metrics": list(step.metrics),
                 "cache": step.options.cache,
+                "report": step.options.report,  # keep a report of the cells' outputs
                 "gpus": step.resources.gpu.count if step.resources.gpu else 0,
             }
             for step in pipeline.steps

@@ -109,7 +109,8 @@ class StepOptions:
     shm_size: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
-    report: bool = False  # run the step as a notebook and keep its rich output (Kale's report:)
+    # keep a report of the step's cells' outputs (Kale's report:; report:disabled turns it off)
+    report: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,7 +129,8 @@ class StepOptions:
 
 @dataclass(frozen=True)
 class CellCode:
-    """One notebook cell's code as the step runs it (IPython syntax already dealt with)."""
+    """One notebook cell's code as the step runs it: its IPython source, with the lines that
+    drive cellpipe and the pip install lines made `pass` (source.prepare)."""
 
     index: int
     id: str | None

@@ -37,6 +37,7 @@ from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as Specifier
 
 from cellpipe.converter.model import Pipeline
+from cellpipe.converter.source import python_tree
 
 from .errors import UserError
 
@@ -181,9 +182,8 @@ def imported_modules(pipeline: Pipeline) -> dict[str, str]:
     found: dict[str, str] = {}
     cells = list(pipeline.prelude) + [c for s in pipeline.steps for c in s.cells]
     for cell in sorted(cells, key=lambda c: c.index):
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
+        tree = _python_tree(cell.source)
+        if tree is None:
             continue
         for node in ast.walk(tree):
             names: list[str] = []
@@ -375,10 +375,18 @@ def _named_files(pipeline: Pipeline, folder: Path, limit: int, found: Requiremen
                 found.files.append(BakedFile(relative, size, why))
 
 
-def _string_literals(source: str) -> list[str]:
+def _python_tree(source: str) -> ast.Module | None:
+    """A cell's syntax tree; a cell that holds IPython lines (`%matplotlib inline`, `!ls`,
+    `%%bash`) is read as the compiler reads it, as Python that stands for those lines."""
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return python_tree(source)
+
+
+def _string_literals(source: str) -> list[str]:
+    tree = _python_tree(source)
+    if tree is None:
         return []
     return [
         node.value

@@ -29,6 +29,7 @@ from typing import Any
 
 from cellpipe.converter.bundle import make_bundle
 from cellpipe.converter.model import Pipeline
+from cellpipe.converter.source import python_tree
 from cellpipe.runtime.local import RUN_ID_VARIABLE
 from cellpipe.runtime.step import REPORT_FILE
 from cellpipe.runtime.version import VERSION as __version__
@@ -410,9 +411,8 @@ def _named_files(cells: list[dict[str, Any]], workdir: Path) -> dict[str, str]:
     """Files in the notebook's folder that the step's code names in a string literal."""
     found: dict[str, str] = {}
     for cell in cells:
-        try:
-            tree = ast.parse(cell["source"])
-        except SyntaxError:
+        tree = python_tree(cell["source"])  # IPython lines read as the Python they stand for
+        if tree is None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from IPython.core.compilerop import CachingCompiler
@@ -27,7 +27,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-Output = dict[str, Any]  # one nbformat output
+from .cells import CellError, CellRecord, Output
 
 # ipykernel's default: figures are shown inline at the end of the cell that drew them.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -41,35 +41,6 @@ class OutputLimits:
     stream_chars: int = 200_000
     output_bytes: int = 8 * 1024 * 1024
     step_bytes: int = 32 * 1024 * 1024
-
-
-@dataclass
-class CellRecord:
-    """One cell as it ran: its outputs and seconds; `failed` on the cell that raised."""
-
-    index: int
-    id: str | None
-    outputs: list[Output] = field(default_factory=list)
-    seconds: float = 0.0
-    failed: bool = False
-    step: str | None = None  # the step whose process ran it (None: the imports/functions)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "id": self.id,
-            "outputs": self.outputs,
-            "seconds": round(self.seconds, 6),
-            "failed": self.failed,
-        }
-
-
-class CellError(Exception):
-    """A cell raised: the exception as the cell raised it, and the cells run so far."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class _Collector:
@@ -310,15 +281,6 @@ class CellRunner:
         if error is not None:
             record.failed = True
         return error
-
-
-def error_output(error: BaseException, traceback_text: str) -> Output:
-    return {
-        "output_type": "error",
-        "ename": type(error).__name__,
-        "evalue": str(error),
-        "traceback": traceback_text.splitlines(),
-    }
 
 
 def _shell(namespace: dict[str, Any]) -> Any:

@@ -21,13 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import IPython
-
 from . import values
-from .shell import CellError, CellRecord, CellRunner, error_output
+from .cells import CellError, CellRecord, error_output
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent)
-_IPYTHON_DIR = str(Path(IPython.__file__).resolve().parent)
 REPORT_FILE = "cellpipe-report.json"
 _PRINTED_KEPT = 100_000  # characters of what the step printed kept in its report
 
@@ -65,6 +62,8 @@ class Cells:
     Made once per process; a forked step inherits it with the prelude's records."""
 
     def __init__(self, bundle: dict[str, Any], namespace: dict[str, Any]) -> None:
+        from .shell import CellRunner  # IPython: imported by a step that runs cells, only
+
         self.runner = CellRunner(namespace, bundle.get("notebook", "notebook"))
         self.prelude: list[CellRecord] = []
 
@@ -225,8 +224,15 @@ def user_traceback(exc: BaseException) -> str:
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith((RUNTIME_DIR, _IPYTHON_DIR))
+        if not frame.filename.startswith((RUNTIME_DIR, *_ipython_dir()))
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines.extend(traceback.format_exception_only(type(exc), exc))
     return "".join(lines)
+
+
+def _ipython_dir() -> tuple[str, ...]:
+    """IPython's own folder, whose frames (the shell running a cell) are not the user's."""
+    ipython = sys.modules.get("IPython")
+    path = getattr(ipython, "__file__", None)
+    return (str(Path(path).resolve().parent),) if path else ()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import nbformat
+
 from cellpipe.launcher.background import BackgroundRunner
 from cellpipe.launcher.build import BuildRequest
 from cellpipe.launcher.config import CellPipe, without_credentials
@@ -34,6 +36,8 @@ from . import API_NAMESPACE
 from .builds import BuildManager
 from .cluster import check_kfp_host, submit_choices, text_field
 from .fields import check_fields
+
+_read_notebook: Any = nbformat.reads  # nbformat is untyped
 
 
 class ApiError(Exception):
@@ -295,6 +299,45 @@ class CellPipeService:
         if progress is not None:
             result["progress"] = progress
         return result
+
+    def executed_notebook(self, run_id: str) -> dict[str, Any]:
+        """GET /runs/ID/notebook: the run's executed notebook (nbformat v4 JSON: each cell's
+        outputs and `metadata.cellpipe`), read from its run folder. 404 while the run has none:
+        it is written when the run ends (a cluster run's when its steps' reports could be
+        read; `external.notebook_note` says why not)."""
+        record = self._record(run_id)
+        path = record.executed_notebook
+        if path is None:
+            raise ApiError(404, "no_notebook", self._no_notebook(record))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            # as Jupyter's contents API reads a notebook: multi-line strings joined again
+            notebook = _read_notebook(text, as_version=4)
+        except (OSError, ValueError) as exc:
+            self.log.warning("cellpipe: the executed notebook of run %s: %s", run_id, exc)
+            raise ApiError(
+                404,
+                "no_notebook",
+                f"run {run_id}: its executed notebook cannot be read "
+                f"({type(exc).__name__}); `cellpipe status {run_id}` names the file",
+            ) from None
+        if not isinstance(notebook, dict):
+            raise ApiError(
+                404, "no_notebook", f"run {run_id}: its executed notebook is not a notebook"
+            )
+        return dict(notebook)
+
+    def _no_notebook(self, record: RunRecord) -> str:
+        run_id = record.run_id
+        if record.status not in FINISHED:
+            return f"run {run_id} is {record.status}: its executed notebook is written when it ends"
+        note = record.external.get("notebook_note")  # a cluster run's: why it has none
+        if isinstance(note, str) and note:
+            return f"run {run_id} has no executed notebook: {note}"
+        return (
+            f"run {run_id} ({record.status}) has no executed notebook: runs made before "
+            "cellpipe wrote one, and runs whose notebook could not be kept, have none"
+        )
 
     def cancel_run(self, run_id: str) -> Future[None] | None:
         """POST /runs/ID/cancel: a run this server runs is stopped here (the future ends when

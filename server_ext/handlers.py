@@ -16,6 +16,8 @@ compile JSON with its `errors`), mapped from core.ApiError in one place: CellPip
     POST /runs/ID/cancel          200 {run} once ended, 202 while it stops
     GET  /runs/ID/logs[?step=S]   {"text", "source", ...}: local files, or the cluster's pods
     GET  /runs/ID/events          server-sent events: `run` on every change, then `end`
+    GET  /runs/ID/notebook        the executed notebook (nbformat JSON, every cell's outputs);
+                                  404 `no_notebook` until the run has one
     GET  /builds                  {"builds": [...]}: builds of notebooks under the root, newest
                                   first (kept in CELLPIPE_HOME/builds, across restarts)
     POST /builds                  202 {build}: {"path", "registry"?, "builder"?, "base"?}
@@ -171,6 +173,13 @@ class RunLogsHandler(CellPipeHandler):
     async def get(self, run_id: str) -> None:
         step = self.get_query_argument("step", None)
         self.answer(await asyncio.to_thread(self.service.run_logs, run_id, step))
+
+
+class RunNotebookHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.answer(await asyncio.to_thread(self.service.executed_notebook, run_id))
 
 
 class EventStreamHandler(CellPipeHandler):
@@ -342,6 +351,7 @@ ROUTES: list[tuple[str, type[CellPipeHandler]]] = [
     (_RUN + r"/cancel", RunCancelHandler),
     (_RUN + r"/logs", RunLogsHandler),
     (_RUN + r"/events", RunEventsHandler),
+    (_RUN + r"/notebook", RunNotebookHandler),
     (r"/builds", BuildsHandler),
     (_BUILD, BuildHandler),
     (_BUILD + r"/events", BuildEventsHandler),

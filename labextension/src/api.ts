@@ -1,4 +1,5 @@
 import { URLExt } from '@jupyterlab/coreutils';
+import { INotebookContent } from '@jupyterlab/nbformat';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { apiUrl, CellPipeRequestError, requestAPI } from './request';
@@ -126,6 +127,26 @@ export class CellPipeClient {
     return requestAPI<IRunLogs>(
       `runs/${encodeURIComponent(runId)}/logs${query}`,
       {},
+      this.serverSettings
+    );
+  }
+
+  /**
+   * GET /runs/ID/notebook: the run's executed notebook (nbformat v4, every cell's outputs and
+   * `metadata.cellpipe`); a CellPipeRequestError 404 `no_notebook` while it has none.
+   */
+  executedNotebook(runId: string): Promise<INotebookContent> {
+    return requestAPI<INotebookContent>(
+      `runs/${encodeURIComponent(runId)}/notebook`,
+      {},
+      this.serverSettings
+    );
+  }
+
+  /** The URL of GET /runs/ID/notebook (what the read-only drive gives as a download URL). */
+  executedNotebookUrl(runId: string): string {
+    return apiUrl(
+      `runs/${encodeURIComponent(runId)}/notebook`,
       this.serverSettings
     );
   }

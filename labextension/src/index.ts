@@ -1,6 +1,8 @@
 /**
  * cellpipe's JupyterLab extension: a left-area sidebar that shows the notebook in focus as a
- * pipeline (step editor, DAG, compile problems on the cells), runs it and follows its runs.
+ * pipeline (step editor, DAG, compile problems on the cells), runs it and follows its runs,
+ * shows their outputs (JupyterLab's renderers) and opens their executed notebooks read-only
+ * (the `cellpipe-runs` contents drive).
  */
 import {
   ILabShell,
@@ -9,13 +11,17 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 // The sidebar is created at activation (it is a tab in the left area from the start), so its
 // modules are needed at once: nothing to gain from importing them lazily.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { CellPipeClient } from './api';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { onRunsDrive, RunsDrive } from './drive';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { CellPipeContext, NotebookSession } from './session';
 import {
@@ -51,22 +57,43 @@ const plugin: JupyterFrontEndPlugin<void> = {
     'The cellpipe sidebar: tag cells as steps, see the pipeline, run it and follow its runs.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ILabShell, ISettingRegistry, ICommandPalette, ILayoutRestorer],
+  optional: [
+    ILabShell,
+    ISettingRegistry,
+    ICommandPalette,
+    ILayoutRestorer,
+    IRenderMimeRegistry,
+    IDocumentManager
+  ],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     labShell: ILabShell | null,
     settingRegistry: ISettingRegistry | null,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    rendermime: IRenderMimeRegistry | null,
+    docManager: IDocumentManager | null
   ) => {
     const client = new CellPipeClient(app.serviceManager.serverSettings);
     const context = new CellPipeContext(client);
-    const sidebar = new CellPipeSidebar(app, context);
+    if (docManager) {
+      // the runs' executed notebooks, read-only: cellpipe-runs:RUN_ID/notebook.ipynb
+      app.serviceManager.contents.addDrive(new RunsDrive(client));
+    }
+    const sidebar = new CellPipeSidebar(app, context, {
+      rendermime,
+      docManager
+    });
     const sessions = new Map<NotebookPanel, NotebookSession>();
 
+    // A run's executed notebook (cellpipe-runs:RUN_ID/notebook.ipynb) is the record of a
+    // run, not a pipeline: the sidebar stays on the notebook it was showing.
+    const isRecord = (panel: NotebookPanel | null) =>
+      !!panel && onRunsDrive(panel.context.path);
+
     const sessionOf = (panel: NotebookPanel | null): NotebookSession | null => {
-      if (!panel || panel.isDisposed) {
+      if (!panel || panel.isDisposed || isRecord(panel)) {
         return null;
       }
       let session = sessions.get(panel);
@@ -87,6 +114,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const follow = () => {
       const panel = tracker.currentWidget;
+      if (isRecord(panel)) {
+        return;
+      }
       sidebar.session = sessionOf(panel);
       sidebar.activeCell = panel?.content.activeCell ?? null;
     };

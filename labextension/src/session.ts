@@ -7,8 +7,10 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { CellPipeClient } from './api';
+import { DebugRuns } from './debug';
 import { errorMessage, PipelineModel, RunsModel } from './model';
 import { CellDecorator, PanelSource } from './notebook';
+import { ExecutedNotebooks } from './outputs';
 import {
   DEFAULT_SETTINGS,
   IGpuInventory,
@@ -86,7 +88,10 @@ export class CellPipeContext {
   private _changed = new Signal<this, void>(this);
 }
 
-/** One notebook's pipeline, runs and cell marks; disposed with its panel. */
+/**
+ * One notebook's pipeline, runs and cell marks, its runs' executed notebooks and the steps
+ * debugged in its kernel; disposed with its panel.
+ */
 export class NotebookSession implements IDisposable {
   constructor(
     readonly panel: NotebookPanel,
@@ -108,6 +113,8 @@ export class NotebookSession implements IDisposable {
     context.changed.connect(this._onContextChanged, this);
     this._context = context;
     this.decorator = new CellDecorator(panel, this.pipeline);
+    this.executed = new ExecutedNotebooks(context.client);
+    this.debug = new DebugRuns();
     void panel.context.ready.then(() => {
       if (!this.isDisposed) {
         void this.pipeline.compile();
@@ -121,6 +128,10 @@ export class NotebookSession implements IDisposable {
   readonly pipeline: PipelineModel;
   readonly runs: RunsModel;
   readonly decorator: CellDecorator;
+  /** The executed notebooks of its runs (their steps' outputs), fetched as they are shown. */
+  readonly executed: ExecutedNotebooks;
+  /** "Debug in kernel" of its runs' failed steps, in its kernel. */
+  readonly debug: DebugRuns;
 
   get isDisposed(): boolean {
     return this._isDisposed;
@@ -133,6 +144,8 @@ export class NotebookSession implements IDisposable {
     this._isDisposed = true;
     this._context.changed.disconnect(this._onContextChanged, this);
     this.decorator.dispose();
+    this.executed.dispose();
+    this.debug.dispose();
     this.runs.dispose();
     this.pipeline.dispose();
     this.source.dispose();

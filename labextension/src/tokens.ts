@@ -114,6 +114,13 @@ export interface ICompileResult {
   metrics: string[];
   requirements: string[];
   warnings: IDiagnostic[];
+  /**
+   * How the notebook was read where that may surprise (a notebook without step tags is one
+   * step): no problem, shaped as `warnings` (`cellpipe: note: ...` in the CLI).
+   */
+  notes: IDiagnostic[];
+  /** The parameters that may be None (`name = None`, papermill's optional parameters). */
+  optional_parameters: string[];
   errors: IDiagnostic[];
   /** Only when the request asked for `yaml: true`: the KFP v2 pipeline YAML. */
   yaml?: string;
@@ -152,9 +159,29 @@ export interface IRun {
   metrics: Record<string, number>;
   error: string | null;
   steps: Record<string, IStepRun>;
+  /** The run's folder (CELLPIPE_HOME/runs/ID). */
   outputs: string;
-  /** Engines that run elsewhere may link to their own UI (the KFP run page); none do yet. */
+  /** sha256 of the notebook as it was submitted. */
+  notebook_hash: string | null;
+  /** The image the steps ran in (cluster runs, `cellpipe run --image`). */
+  image: string | null;
+  /** Step name -> the GPUs it asked for. */
+  gpus: Record<string, IGpuRequest>;
+  /** Ids in the engine (a cluster run's), and `notebook_note`: why it has no executed notebook. */
+  external: Record<string, unknown>;
+  /** Engines that run elsewhere link to their own UI (the KFP run page). */
   links?: Record<string, string>;
+  updated: number | null;
+  /**
+   * The executed notebook (`notebook.ipynb` in the run's folder: every cell's outputs) once it
+   * is written, else null; GET /runs/ID/notebook answers it.
+   */
+  executed_notebook: string | null;
+  /** Cluster runs: whether GET /runs/ID just asked the engine, and what went wrong if so. */
+  refreshed?: boolean;
+  refresh_error?: string | null;
+  /** A cluster run's messages while the server submits it. */
+  progress?: string[];
 }
 
 /** POST /runs answers the new run (Pending) and the compile warnings. */
@@ -183,6 +210,29 @@ export interface IRunRequest {
   workers?: number;
   /** Cluster engines: how the image is built, one of `vocabulary.builders_here`. */
   builder?: string;
+}
+
+/**
+ * What a run writes on each code cell of its executed notebook (`metadata.cellpipe`,
+ * launcher/executed.py): the step that ran it (null for the imports and functions cells), and
+ * whether it `ran`, `failed`, was `not run`, or ran without keeping its outputs.
+ */
+export interface IExecutedCellMeta {
+  step: string | null;
+  task?: string;
+  status?: string;
+  seconds?: number;
+  cached?: boolean;
+  role?: string;
+}
+
+/** The executed notebook's own `metadata.cellpipe`. */
+export interface IExecutedNotebookMeta {
+  run: string;
+  engine: string;
+  status: RunStatus;
+  parameters: Record<string, JSONValue>;
+  steps: Record<string, { status: RunStatus; cached: boolean }>;
 }
 
 /** GET /runs/ID/logs[?step=NAME]. */

@@ -143,6 +143,22 @@ describe('CellPipeClient', () => {
     expect(mocked.mock.calls.map(call => call[0])).toEqual(['config', 'gpus']);
   });
 
+  it("reads a run's executed notebook with GET /runs/ID/notebook", async () => {
+    const notebook = {
+      cells: [],
+      metadata: {},
+      nbformat: 4,
+      nbformat_minor: 5
+    };
+    mocked.mockResolvedValueOnce(notebook);
+
+    expect(await client.executedNotebook('r 1')).toBe(notebook);
+    expect(mocked).toHaveBeenCalledWith('runs/r%201/notebook', {}, settings);
+    expect(client.executedNotebookUrl('r1')).toBe(
+      'http://127.0.0.1:8888/cellpipe/api/runs/r1/notebook'
+    );
+  });
+
   it('puts the token in the event stream URL (EventSource sends no headers)', () => {
     expect(client.eventsUrl('r1')).toBe(
       'http://127.0.0.1:8888/cellpipe/api/runs/r1/events?token=t0k'

@@ -124,6 +124,8 @@ export function compileResult(
     metrics: ['accuracy'],
     requirements: [],
     warnings: [],
+    notes: [],
+    optional_parameters: [],
     errors: [],
     ...extra
   };
@@ -152,6 +154,12 @@ export function run(extra: Partial<IRun> = {}): IRun {
       }
     },
     outputs: '/home/runs/20261123-abcdef',
+    notebook_hash: null,
+    image: null,
+    gpus: {},
+    external: {},
+    updated: null,
+    executed_notebook: null,
     ...extra
   };
 }

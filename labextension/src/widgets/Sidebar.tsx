@@ -11,6 +11,8 @@ import {
   showErrorMessage
 } from '@jupyterlab/apputils';
 import { Cell } from '@jupyterlab/cells';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import {
   buildIcon,
   downloadIcon,
@@ -24,6 +26,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { AccordionPanel } from '@lumino/widgets';
 import * as React from 'react';
 
+import { executedNotebookPath } from '../drive';
 import { errorMessage } from '../model';
 import { cellTags, setCellTags } from '../notebook';
 import { CellPipeContext, NotebookSession } from '../session';
@@ -179,17 +182,37 @@ class RunsSection extends Section {
         onLogs={(run, step) => this.sidebar.openLogs(run, step)}
         onCancel={run => void this.sidebar.cancel(run)}
         onDelete={run => void this.sidebar.remove(run)}
+        rendermime={this.sidebar.rendermime}
+        executed={run => session.executed.get(run)}
+        onOpenNotebook={
+          this.sidebar.canOpenNotebooks
+            ? run => this.sidebar.openExecuted(run)
+            : undefined
+        }
+        debugState={(run, step) => session.debug.get(run.run_id, step)}
+        onDebug={(run, step) => void this.sidebar.debugStep(run, step)}
       />
     );
   }
 }
 
+/** JupyterLab's services the sidebar uses when the app has them. */
+export interface ISidebarServices {
+  /** Renders the steps' outputs (the notebook's own renderers). */
+  rendermime?: IRenderMimeRegistry | null;
+  /** Opens a run's executed notebook (read-only, from the `cellpipe-runs` drive). */
+  docManager?: IDocumentManager | null;
+}
+
 export class CellPipeSidebar extends SidePanel {
   constructor(
     readonly app: JupyterFrontEnd,
-    readonly context: CellPipeContext
+    readonly context: CellPipeContext,
+    services: ISidebarServices = {}
   ) {
     super();
+    this.rendermime = services.rendermime ?? null;
+    this._docManager = services.docManager ?? null;
     this.id = 'cellpipe-sidebar';
     this.addClass('cp-Sidebar');
     this.title.icon = pipelineIcon;
@@ -210,6 +233,14 @@ export class CellPipeSidebar extends SidePanel {
     this._onChanged();
   }
 
+  /** JupyterLab's renderers, null when the app has none (then no outputs are shown). */
+  readonly rendermime: IRenderMimeRegistry | null;
+
+  /** Can a run's executed notebook be opened (the app has a document manager)? */
+  get canOpenNotebooks(): boolean {
+    return this._docManager !== null;
+  }
+
   /** Emitted when the notebook, its models, the active cell or the configuration change. */
   get changed(): ISignal<this, void> {
     return this._changed;
@@ -226,11 +257,15 @@ export class CellPipeSidebar extends SidePanel {
     if (this._session && !this._session.isDisposed) {
       this._session.pipeline.changed.disconnect(this._onChanged, this);
       this._session.runs.changed.disconnect(this._onChanged, this);
+      this._session.executed.changed.disconnect(this._onChanged, this);
+      this._session.debug.changed.disconnect(this._onChanged, this);
     }
     this._session = session;
     if (session) {
       session.pipeline.changed.connect(this._onChanged, this);
       session.runs.changed.connect(this._onChanged, this);
+      session.executed.changed.connect(this._onChanged, this);
+      session.debug.changed.connect(this._onChanged, this);
     }
     this._onChanged();
   }
@@ -442,6 +477,66 @@ export class CellPipeSidebar extends SidePanel {
     this.app.shell.activateById(panel.id);
   }
 
+  /**
+   * Open the run's executed notebook in JupyterLab, read-only (the `cellpipe-runs` drive),
+   * beside the notebook, without a kernel: it is the record of a run, not a notebook to run.
+   */
+  openExecuted(run: IRun): void {
+    const docManager = this._docManager;
+    if (!docManager) {
+      return;
+    }
+    let path: string;
+    try {
+      path = executedNotebookPath(run.run_id);
+    } catch (error) {
+      void showErrorMessage(
+        'Cannot open the executed notebook',
+        errorMessage(error)
+      );
+      return;
+    }
+    const ref = this._session?.panel.id;
+    const widget = docManager.openOrReveal(
+      path,
+      undefined,
+      undefined,
+      ref ? { ref, mode: 'tab-after' } : {},
+      { shouldStart: false, canStart: false, autoStartDefault: false }
+    );
+    if (!widget) {
+      void showErrorMessage(
+        'Cannot open the executed notebook',
+        'JupyterLab has no viewer for notebooks here'
+      );
+      return;
+    }
+    widget.title.label = `${run.pipeline} · run ${run.run_id}`;
+    void widget.context.ready
+      .then(() => {
+        // Save refuses with JupyterLab's own "Document is read-only"
+        widget.context.model.readOnly = true;
+      })
+      .catch(() => undefined); // JupyterLab has said why it could not load it
+  }
+
+  /**
+   * "Debug in kernel": `%cellpipe debug RUN "STEP"` in the kernel of the notebook in focus,
+   * which loads what the step received; what it printed is shown under the step.
+   */
+  async debugStep(run: IRun, step: string): Promise<void> {
+    const session = this._session;
+    if (!session) {
+      return;
+    }
+    const sessionContext = session.panel.sessionContext;
+    if (!sessionContext.isReady) {
+      await sessionContext.ready;
+    }
+    const kernel = sessionContext.session?.kernel ?? null;
+    await session.debug.start(kernel, run.run_id, step);
+  }
+
   async cancel(run: IRun): Promise<void> {
     try {
       await this._session?.runs.cancel(run.run_id);
@@ -461,6 +556,7 @@ export class CellPipeSidebar extends SidePanel {
     }
     try {
       await this._session?.runs.remove(run.run_id);
+      this._session?.executed.forget(run.run_id);
     } catch (error) {
       await showErrorMessage('Cannot delete the run', errorMessage(error));
     }
@@ -569,6 +665,7 @@ export class CellPipeSidebar extends SidePanel {
   }
 
   private _session: NotebookSession | null = null;
+  private _docManager: IDocumentManager | null;
   private _activeCell: Cell | null = null;
   private _buttons = new Map<string, ToolbarButton>();
   private _changed = new Signal<this, void>(this);

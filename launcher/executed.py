@@ -2,8 +2,9 @@
 
 Each step's report (runtime/step.py, REPORT_FILE) holds the outputs of the cells it ran; this
 module puts them back into the notebook that was run (kept as SOURCE_FILE in the run folder):
-execution counts in pipeline order, cell metadata naming the step and its seconds, skip cells
-without outputs, the failing cell with its error output, cells never reached left empty.
+execution counts in pipeline order, cell metadata (`cellpipe`) naming the step and its seconds,
+the run in the notebook's metadata (RUN_METADATA), skip cells without outputs, the failing cell
+with its error output, cells never reached left empty.
 Every engine that can read its steps' reports writes EXECUTED_FILE the same way.
 """
 
@@ -27,6 +28,7 @@ _write: Any = nbformat.write
 
 log = logging.getLogger(__name__)
 
+RUN_METADATA = "cellpipe_run"  # the notebook's metadata key for the run it shows
 SOURCE_FILE = "source.ipynb"  # the notebook as it was run (unsaved edits included)
 PRELUDE_REPORT = "prelude-report.json"  # the imports/functions cells, when they failed
 
@@ -109,7 +111,9 @@ def assemble(
                 _fill(notebook, records[cell["index"]], counter, about)
             else:
                 _mark(notebook, cell["index"], about)
-    notebook.metadata["cellpipe"] = {
+    # Beside the notebook's own settings (metadata.cellpipe), which stay as they were, so the
+    # executed notebook compiles as the notebook did.
+    notebook.metadata[RUN_METADATA] = {
         **run,
         "steps": {o.name: {"status": o.status, "cached": o.cached} for o in by_task.values()},
     }

@@ -158,8 +158,9 @@ def test_counts_follow_the_pipeline_and_cells_name_their_step(home: Path, tmp_pa
     results = [o for c in code for o in c.outputs if o.output_type == "execute_result"]
     cell_of = {id(o): c for c in code for o in c.outputs}
     assert all(o.execution_count == cell_of[id(o)].execution_count for o in results)
-    assert nb.metadata.cellpipe["status"] == "Succeeded"
-    assert nb.metadata.cellpipe["parameters"] == {"rows": 4, "label": None}
+    assert nb.metadata.cellpipe_run["status"] == "Succeeded"
+    assert nb.metadata.cellpipe_run["parameters"] == {"rows": 4, "label": None}
+    assert "cellpipe" not in nb.metadata  # the notebook's own settings, as they were
 
 
 def test_a_failing_step_ends_with_its_error_and_leaves_later_cells_empty(

@@ -107,7 +107,7 @@ def test_the_notebook_is_assembled_from_the_runs_html_artifacts(
     assert [o.output_type for o in plot.outputs] == ["stream", "display_data"]
     assert plot.outputs[1].data["image/png"] == PNG
     assert [c.execution_count for c in nb.cells] == [1, 2, 3]
-    assert nb.metadata.cellpipe["engine"] == "kfp"
+    assert nb.metadata.cellpipe_run["engine"] == "kfp"
     # asked of the KFP API with its credentials; the object store got none of them
     asked = [r for r in fake.sent("GET") if r.path.startswith("/apis/v2beta1/artifacts/")]
     assert len(asked) == 2

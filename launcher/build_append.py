@@ -1,10 +1,14 @@
 """The `append` builder: no daemon, only the registry's API.
 
 Reads the base image's manifest and config, adds the dependencies layer (a virtual environment
-built here with pip, reused while the requirement set is unchanged) and the code layer, and
-pushes only the blobs the registry lacks, then the manifest. Layers assembled on this machine
-must fit the base: same CPU architecture and the same Python minor version, checked before
-anything is pushed.
+built here with uv or pip, installers.py; reused while the requirement set is unchanged) and the
+code layer, and pushes only the blobs the registry lacks, then the manifest. Layers assembled on
+this machine must fit the base: same CPU architecture and the same Python minor version, checked
+before anything is pushed (the Python of the base is looked for while the requirements install;
+a base that does not fit stops the installer).
+
+The dependencies layer is written by layers.py (gzip level 1, blocks deflated in parallel); the
+same requirement set and base give the same layer digest, build after build.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import sys
 import tarfile
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .builders import BuildError, BuildRequest, BuiltImage, Progress, host_platform, run_pip
+from .builders import BuildError, BuildRequest, BuiltImage, Progress, Stopped, host_platform
 from .images import VENV, ImagePlan, Layer, write_layer
+from .installers import install_requirements
+from .layers import write_layer_parallel
 from .registry import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -74,8 +81,12 @@ class AppendBuilder:
         config = json.loads(
             self.base_client.blob(self.base.repository, manifest["config"]["digest"])
         )
-        python = self._check_fits(manifest, config)
-        deps = self._deps_layer(python)
+        self._check_architecture(config)
+        deps = self._cached_deps()
+        if deps is None:
+            deps, python = self._install_while_checking(manifest, config)
+        else:
+            python = self._check_python(manifest, config)
         self.say("assembling the code layer")
         with tempfile.TemporaryDirectory() as scratch:
             code = write_layer(Path(scratch) / "code.tar.gz", files=self.plan.code_files)
@@ -102,7 +113,7 @@ class AppendBuilder:
         return self.client.put_manifest(self.target.repository, self.target.tag, new_manifest)
 
     # -- fit ------------------------------------------------------------------------------
-    def _check_fits(self, manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
+    def _check_architecture(self, config: dict[str, Any]) -> None:
         _, arch = host_platform()
         base_arch = config.get("architecture", "amd64")
         if base_arch != arch:
@@ -112,6 +123,8 @@ class AppendBuilder:
                 "build with --builder engine (on a machine of that architecture) or --builder "
                 "kaniko (in the cluster)"
             )
+
+    def _check_python(self, manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
         python = self._base_python(manifest, config)
         here = f"{sys.version_info.major}.{sys.version_info.minor}"
         if python["version"] != here:
@@ -159,47 +172,62 @@ class AppendBuilder:
             return best
 
     # -- dependencies ---------------------------------------------------------------------
-    def _deps_layer(self, python: dict[str, str]) -> Layer:
-        key = self.plan.deps_key
-        folder = self.cache / "deps" / key
-        record = folder / "layer.json"
-        if record.exists():
-            self.say("the dependencies layer is unchanged")
-            saved = json.loads(record.read_text())
-            return Layer(folder / "layer.tar.gz", saved["digest"], saved["diff_id"], saved["size"])
-        lines = self.plan.requirements.pip_lines()
-        self.say(f"installing {len(lines)} requirements into the dependencies layer")
-        with tempfile.TemporaryDirectory() as scratch:
-            site = Path(scratch) / "site-packages"
-            requirements = Path(scratch) / "requirements.txt"
-            requirements.write_text("\n".join(lines) + "\n")
-            run_pip(
-                [
-                    "install",
-                    "--no-warn-script-location",
-                    "--target",
-                    str(site),
-                    "-r",
-                    str(requirements),
-                ],
-                "installing",
-            )
-            shutil.rmtree(site / "bin", ignore_errors=True)  # host-specific entry scripts
-            version = python["version"]
-            layer = write_layer(
-                folder / "layer.tar.gz",
-                files={f"{VENV}/pyvenv.cfg": _pyvenv_cfg(python).encode()},
-                trees={f"{VENV}/lib/python{version}/site-packages": site},
-                symlinks={
-                    f"{VENV}/bin/python": python["path"],
-                    f"{VENV}/bin/python3": "python",
-                    f"{VENV}/bin/python{version}": "python",
-                },
-            )
-        record.write_text(
-            json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size})
+    def _cached_deps(self) -> Layer | None:
+        record = self.cache / "deps" / self.plan.deps_key / "layer.json"
+        if not record.exists():
+            return None
+        self.say("the dependencies layer is unchanged")
+        saved = json.loads(record.read_text())
+        return Layer(
+            record.parent / "layer.tar.gz", saved["digest"], saved["diff_id"], saved["size"]
         )
-        return layer
+
+    def _install_while_checking(
+        self, manifest: dict[str, Any], config: dict[str, Any]
+    ) -> tuple[Layer, dict[str, str]]:
+        """Installs the requirements while the base's Python is looked for (a base that does
+        not fit stops the installer); writes the dependencies layer."""
+        folder = self.cache / "deps" / self.plan.deps_key
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = self.plan.requirements.pip_lines()
+        stop = threading.Event()
+        with ThreadPoolExecutor(1, thread_name_prefix="cellpipe-base") as pool:
+            checking = pool.submit(self._check_python, manifest, config)
+            checking.add_done_callback(lambda done: _stop_if_failed(done, stop))
+            # beside the cache, so that uv can hard-link its files here instead of copying them
+            with tempfile.TemporaryDirectory(prefix=".install-", dir=folder.parent) as scratch:
+                site = Path(scratch) / "site-packages"
+                requirements = Path(scratch) / "requirements.txt"
+                requirements.write_text("\n".join(lines) + "\n")
+                try:
+                    installer = install_requirements(requirements, site, self.say, len(lines), stop)
+                except Stopped:
+                    checking.result()  # the reason it was stopped
+                    raise
+                python = checking.result()
+                self.say(f"writing the dependencies layer ({installer})")
+                version = python["version"]
+                layer = write_layer_parallel(
+                    folder / "layer.tar.gz",
+                    files={f"{VENV}/pyvenv.cfg": _pyvenv_cfg(python).encode()},
+                    trees={f"{VENV}/lib/python{version}/site-packages": site},
+                    symlinks={
+                        f"{VENV}/bin/python": python["path"],
+                        f"{VENV}/bin/python3": "python",
+                        f"{VENV}/bin/python{version}": "python",
+                    },
+                )
+        (folder / "layer.json").write_text(
+            json.dumps(
+                {
+                    "digest": layer.digest,
+                    "diff_id": layer.diff_id,
+                    "size": layer.size,
+                    "installer": installer,
+                }
+            )
+        )
+        return layer, python
 
     # -- blobs ----------------------------------------------------------------------------
     def _ensure_base_blob(self, layer: dict[str, Any]) -> None:
@@ -246,6 +274,11 @@ class AppendBuilder:
             {"created_by": "cellpipe: code", "comment": "step code and the cellpipe runtime"},
         ]
         return config
+
+
+def _stop_if_failed(done: Future[Any], stop: threading.Event) -> None:
+    if done.exception() is not None:
+        stop.set()
 
 
 def _pyvenv_cfg(python: dict[str, str]) -> str:

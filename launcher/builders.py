@@ -21,7 +21,8 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,12 +88,45 @@ class BuilderClass(Protocol):
     ) -> Builder: ...
 
 
-def run_pip(arguments: list[str], doing: str) -> None:
-    """pip, with this interpreter; a failure is a BuildError with pip's last lines and a hint."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", *arguments, "--quiet", "--disable-pip-version-check"],
-        capture_output=True,
+class Stopped(BuildError):
+    """A command stopped before its end because the build will fail for another reason."""
+
+
+def run_command(
+    command: list[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stop: threading.Event | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`command` run to its end, its output captured; when `stop` is set meanwhile, it is
+    terminated and Stopped is raised."""
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
         text=True,
+        env=env,
+        cwd=cwd,
+    ) as process:
+        while True:
+            try:
+                out, err = process.communicate(timeout=0.05 if stop else None)
+                break
+            except subprocess.TimeoutExpired:
+                if stop is not None and stop.is_set():
+                    process.terminate()
+                    process.communicate()
+                    raise Stopped(f"{command[0]} stopped") from None
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def run_pip(arguments: list[str], doing: str, stop: threading.Event | None = None) -> None:
+    """pip, with this interpreter; a failure is a BuildError with pip's last lines and a hint;
+    Stopped when `stop` is set before it ends."""
+    result = run_command(
+        [sys.executable, "-m", "pip", *arguments, "--quiet", "--disable-pip-version-check"],
+        stop=stop,
     )
     if result.returncode != 0:
         tail = "\n".join(line for line in result.stderr.strip().splitlines()[-6:] if line.strip())

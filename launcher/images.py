@@ -198,7 +198,8 @@ class _HashingWriter(io.RawIOBase):
         return len(chunk)
 
 
-def _directories(paths: Iterable[str]) -> list[str]:
+def parent_directories(paths: Iterable[str]) -> list[str]:
+    """Every folder above `paths` (tar paths without a leading slash), sorted."""
     parents: set[str] = set()
     for path in paths:
         parts = path.strip("/").split("/")[:-1]
@@ -234,9 +235,9 @@ def write_layer(
         with gzip.GzipFile(fileobj=counter, mode="wb", mtime=FIXED_MTIME, compresslevel=6) as gz:
             tar_counter = _HashingWriter(gz)
             with tarfile.open(fileobj=tar_counter, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for directory in _directories(entries):
+                for directory in parent_directories(entries):
                     if directory not in entries:
-                        tar.addfile(_info(directory, tarfile.DIRTYPE, 0o755))
+                        tar.addfile(tar_info(directory, tarfile.DIRTYPE, 0o755))
                 for name in sorted(entries):
                     _add(tar, name, *entries[name])
     return Layer(
@@ -247,7 +248,8 @@ def write_layer(
     )
 
 
-def _info(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+def tar_info(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+    """A layer's tar entry: owned by root, at the fixed time."""
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.mtime = kind, mode, size, FIXED_MTIME
     info.uid = info.gid = 0
@@ -257,13 +259,13 @@ def _info(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
 
 def _add(tar: tarfile.TarFile, name: str, kind: str, value: Any) -> None:
     if kind == "symlink":
-        info = _info(name, tarfile.SYMTYPE, 0o777)
+        info = tar_info(name, tarfile.SYMTYPE, 0o777)
         info.linkname = value
         tar.addfile(info)
     elif kind == "file":
-        tar.addfile(_info(name, tarfile.REGTYPE, 0o644, len(value)), io.BytesIO(value))
+        tar.addfile(tar_info(name, tarfile.REGTYPE, 0o644, len(value)), io.BytesIO(value))
     else:
         path: Path = value
         mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
         with open(path, "rb") as handle:
-            tar.addfile(_info(name, tarfile.REGTYPE, mode, path.stat().st_size), handle)
+            tar.addfile(tar_info(name, tarfile.REGTYPE, mode, path.stat().st_size), handle)

@@ -4,10 +4,13 @@ Python base image. Build, pull back, run the pipeline inside the image, rebuild 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,13 +46,17 @@ def example(tmp_path: Path) -> Path:
 
 
 def cellpipe(
-    engine: ContainerEngine, home: Path, *args: str, timeout: float = 300
+    engine: ContainerEngine,
+    home: Path,
+    *args: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cellpipe.cli", *args],
         capture_output=True,
         text=True,
-        env={**engine.subprocess_env(), "CELLPIPE_HOME": str(home)},
+        env={**engine.subprocess_env(), "CELLPIPE_HOME": str(home), **(env or {})},
         stdin=subprocess.DEVNULL,
         timeout=timeout,
     )
@@ -130,6 +137,58 @@ def manifest_layers(image: str) -> list[str]:
     ref = ImageRef.parse(image)
     manifest = RegistryClient(ref.registry).manifest(ref)
     return [layer["digest"] for layer in manifest["layers"]]
+
+
+def deps_layer(image: str) -> tuple[str, set[str]]:
+    """The dependencies layer of an append-built image: its digest, and the distributions it
+    holds (NAME-VERSION, from the names of their .dist-info folders)."""
+    ref = ImageRef.parse(image)
+    client = RegistryClient(ref.registry)
+    digest = str(client.manifest(ref)["layers"][-2]["digest"])
+    blob = client.blob(ref.repository, digest)
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        names = tar.getnames()
+    found = re.compile(r"cellpipe/venv/lib/python[0-9.]+/site-packages/([^/]+)\.dist-info$")
+    return digest, {m.group(1) for m in map(found.match, names) if m}
+
+
+@pytest.mark.timeout(900)
+def test_append_layers_are_reproducible_and_uv_installs_what_pip_installs(
+    container_engine: ContainerEngine,
+    registry: Registry,
+    base_image: BaseImage,
+    example: Path,
+    tmp_path: Path,
+) -> None:
+    """Two cold builds (empty caches, new repositories) give the same dependencies layer; pip
+    (CELLPIPE_INSTALLER=pip) installs the same distributions at the same versions as uv."""
+    layers = {}
+    for name, installer in (("first", "auto"), ("second", "auto"), ("pip", "pip")):
+        result = cellpipe(
+            container_engine,
+            tmp_path / f"home-{name}",
+            "build",
+            str(example),
+            "--registry",
+            f"{registry.host}/cold-{name}",
+            "--base",
+            base_image.ref,
+            "--builder",
+            "append",
+            "--format",
+            "json",
+            env={"CELLPIPE_INSTALLER": installer},
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        built = json.loads(result.stdout)
+        assert built["cached"] is False
+        used = "pip" if installer == "pip" else "uv"
+        assert f"requirements with {used}" in result.stderr, result.stderr
+        layers[name] = deps_layer(built["image"])
+    assert layers["first"][0] == layers["second"][0]  # the same digest, build after build
+    by_uv, by_pip = layers["first"][1], layers["pip"][1]
+    assert by_uv == by_pip and any(name.startswith("kfp-") for name in by_uv)
 
 
 def test_a_missing_base_image_is_a_clear_error(

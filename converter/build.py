@@ -538,11 +538,15 @@ def _name_images(
             )
         )
     prelude = [c.source for c in pipeline.prelude]
+    images: dict[str, str] = {}  # base -> image: the hash covers every step, once per base
+    for own_base in [base, *(s.base_image or base for s in pipeline.steps)]:
+        if own_base not in images:
+            images[own_base] = image_reference(
+                registry, settings.name, own_base, prelude, pipeline.steps
+            )
     for step in pipeline.steps:
-        step.image = image_reference(
-            registry, settings.name, step.base_image or base, prelude, pipeline.steps
-        )
-    pipeline.image = image_reference(registry, settings.name, base, prelude, pipeline.steps)
+        step.image = images[step.base_image or base]
+    pipeline.image = images[base]
 
 
 def image_reference(

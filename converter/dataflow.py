@@ -85,10 +85,16 @@ def resolve_values(
 ) -> None:
     """Fill in each step's `receives`, `hands_on` and `parameters`, or say why it cannot be."""
     parameter_names = set(parameters)
+    writers: dict[str, list[int]] = {}  # name -> the steps that write it, in notebook order
+    for index, flow in enumerate(flows):
+        for name in flow.usage.writes:
+            writers.setdefault(name, []).append(index)
     for index, flow in enumerate(flows):
         step = flow.step
         for name, cell_index in flow.usage.reads.items():
-            producer = _producer(flows, index, name, graph, diagnostics, cell_index)
+            producer = _producer(
+                flows, index, name, graph, diagnostics, cell_index, writers.get(name, [])
+            )
             if producer is None:
                 if name in parameter_names and name not in step.parameters:
                     step.parameters.append(name)
@@ -199,14 +205,16 @@ def _producer(
     graph: Graph,
     diagnostics: list[Diagnostic],
     cell_index: int,
+    writers: list[int],
 ) -> StepFlow | None:
+    """The step `flows[index]` receives `name` from (`writers`: the steps that write it)."""
     reader = flows[index]
     step = reader.step
     cell_id = _cell_id(step, cell_index)
-    above = [f for f in flows[:index] if name in f.usage.writes]
+    above = [flows[i] for i in writers if i < index]
     in_notebook = above[-1] if above else None
     ancestors = graph.ancestors[step.name]
-    candidates = [f for f in flows if f.step.name in ancestors and name in f.usage.writes]
+    candidates = [flows[i] for i in writers if flows[i].step.name in ancestors]
     if not candidates and in_notebook is None:
         return None
     if in_notebook is not None and in_notebook.step.name not in ancestors:

@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from .name_lists import EXTEND_METHODS
+from .name_lists import EXTEND_METHODS, WRITE_METHODS
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
@@ -192,6 +194,34 @@ class Effects:
 
 
 NO_EFFECTS = Effects([], set())
+# The summaries of the notebook's functions worked out in one compile, each by everything its
+# working out reads (`summary_key`), with what working it out added to the summaries of the
+# cell that asked: the next cell or step that calls the same function in the same situation
+# takes both from here instead of following the function's body again.
+SummaryMemo = dict[tuple[Any, ...], tuple[Effects, dict[int, Effects]]]
+
+
+def summary_key(
+    node: FunctionNode,
+    depth: int,
+    imported: set[str],
+    fixed: set[str],
+    function_defs: Mapping[str, FunctionNode],
+    summaries: Mapping[int, Effects],
+) -> tuple[Any, ...]:
+    """What following `node` depends on: the function, how deep the call is, the names that
+    are modules or cannot change, the functions calls are followed into, and the summaries the
+    asking cell already holds (by identity: each is an object kept in the memo)."""
+    return (
+        node,
+        depth,
+        frozenset(imported),
+        frozenset(fixed),
+        frozenset(function_defs.items()),
+        frozenset((key, id(effects)) for key, effects in summaries.items()),
+    )
+
+
 # How many objects a step's analysis may visit following changes before it stops following
 # each one and takes every value the step reads or makes as changed (slower, never stale).
 WORK_BUDGET = 100_000
@@ -278,3 +308,26 @@ def function_parameters(node: FunctionNode) -> tuple[list[str], set[str], str | 
     vararg = args.vararg.arg if args.vararg else None
     kwarg = args.kwarg.arg if args.kwarg else None
     return positional, named, vararg, kwarg
+
+
+def written_paths(node: ast.Call) -> list[str]:
+    """The file paths a call writes: `open("out.csv", "w")`, `df.to_csv("out.csv")`."""
+    paths = [
+        a.value
+        for a in node.args
+        if isinstance(a, ast.Constant) and isinstance(a.value, str) and looks_like_path(a.value)
+    ]
+    if not paths:
+        return []
+    func = node.func
+    is_open_for_write = (
+        isinstance(func, ast.Name)
+        and func.id == "open"
+        and any(
+            isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value[:1] in "wax"
+            for a in [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "mode")]
+        )
+    )
+    if is_open_for_write or (isinstance(func, ast.Attribute) and func.attr in WRITE_METHODS):
+        return paths
+    return []

@@ -22,7 +22,6 @@ from .name_lists import (
     READ_ONLY_METHODS,
     SEED_CALLS,
     SHARING_CALLS,
-    WRITE_METHODS,
 )
 from .name_shapes import (
     MAX_FOLLOWED_CALLS,
@@ -31,6 +30,7 @@ from .name_shapes import (
     FunctionNode,
     Heap,
     Shape,
+    SummaryMemo,
     added_by,
     function_parameters,
     in_place,
@@ -39,8 +39,10 @@ from .name_shapes import (
     root_name,
     selects_rows,
     short,
+    summary_key,
     target_names,
     union,
+    written_paths,
 )
 from .scopes import pattern_names, scope_globals
 
@@ -68,6 +70,7 @@ class Usage:
     holds: dict[str, set[str]] = field(default_factory=dict)
     changed_in_place: dict[str, int] = field(default_factory=dict)
     changed_inside: dict[str, int] = field(default_factory=dict)
+    memo: SummaryMemo = field(default_factory=dict, repr=False, compare=False)  # the compile's
 
 
 def analyse(cells: list[tuple[int, ast.Module]], usage: Usage | None = None) -> Usage:
@@ -91,6 +94,7 @@ def step_usage(prelude: Usage, fixed: set[str]) -> Usage:
         imported=set(prelude.imported),
         function_defs=dict(prelude.function_defs),
         fixed=set(fixed),
+        memo=prelude.memo,
     )
 
 
@@ -448,9 +452,19 @@ class _TopLevel(ast.NodeVisitor):
         if self.depth >= MAX_FOLLOWED_CALLS:
             positional, named, vararg, kwarg = function_parameters(node)
             return Effects(positional, named, vararg, kwarg, unknown=True)
+        usage, before = self.usage, dict(self.summaries)
+        situation = summary_key(
+            node, self.depth, usage.imported, usage.fixed, usage.function_defs, before
+        )
+        if situation in usage.memo:  # followed before in the same situation: the same result
+            effects, added = usage.memo[situation]
+            self.summaries.update(added)
+            return effects
         self.summaries[key] = NO_EFFECTS  # while it is followed (recursion)
-        effects = _summarise(node, self.usage, self.summaries, self.depth + 1)
+        effects = _summarise(node, usage, self.summaries, self.depth + 1)
         self.summaries[key] = effects
+        added = {k: v for k, v in self.summaries.items() if before.get(k) is not v}
+        usage.memo[situation] = (effects, added)
         return effects
 
     def _arguments(self, node: ast.Call, effects: Effects) -> dict[str, frozenset[int]]:
@@ -796,7 +810,8 @@ class _TopLevel(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
-        self._note_file_writes(node)
+        for path in written_paths(node):
+            self.usage.written_files.setdefault(path, self.cell)
         self._call_effects(node)
         if not isinstance(node.func, ast.Attribute):
             return
@@ -832,27 +847,6 @@ class _TopLevel(ast.NodeVisitor):
         if isinstance(node.value, str) and looks_like_path(node.value):
             self.usage.string_constants.setdefault(node.value, self.cell)
 
-    def _note_file_writes(self, node: ast.Call) -> None:
-        paths = [
-            a.value
-            for a in node.args
-            if isinstance(a, ast.Constant) and isinstance(a.value, str) and looks_like_path(a.value)
-        ]
-        if not paths:
-            return
-        func = node.func
-        is_open_for_write = (
-            isinstance(func, ast.Name)
-            and func.id == "open"
-            and any(
-                isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value[:1] in "wax"
-                for a in [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "mode")]
-            )
-        )
-        if is_open_for_write or (isinstance(func, ast.Attribute) and func.attr in WRITE_METHODS):
-            for path in paths:
-                self.usage.written_files.setdefault(path, self.cell)
-
 
 def _summarise(
     node: FunctionNode, usage: Usage, summaries: dict[int, Effects], depth: int
@@ -866,6 +860,7 @@ def _summarise(
         imported=usage.imported - every,
         function_defs=dict(usage.function_defs),
         fixed=usage.fixed - every,
+        memo=usage.memo,
     )
     heap = Heap()
     visitor = _TopLevel(scratch, 0, heap, summaries, depth)

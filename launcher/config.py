@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Dict, Int, List, TraitError, Unicode, validate
+from traitlets import Dict, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .errors import UserError
@@ -42,11 +42,19 @@ from .vocabulary import (
 if TYPE_CHECKING:
     from cellpipe.converter import CompileOptions
 
-# Every engine and builder known by name (cellpipe's own and registered entry points).
-ENGINES = engine_classes()
-BUILDER_CLASSES = builder_classes()
 CONFIG_FILES = ("jupyter_server_config", "jupyter_cellpipe_config")
 GPU_TYPE_KEYS = {"name": str, "display_name": str, "resource": str}
+
+
+def __getattr__(name: str) -> dict[str, str]:
+    """`ENGINES` and `BUILDER_CLASSES`: every engine and builder known by name (cellpipe's own
+    and registered entry points), read when first asked for, not when this module is imported
+    (reading every installed package's entry points is time `cellpipe compile` does not need)."""
+    if name == "ENGINES":
+        return engine_classes()
+    if name == "BUILDER_CLASSES":
+        return builder_classes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_gpu_types(entries: Any, where: str) -> list[dict[str, str]]:
@@ -94,7 +102,6 @@ class CellPipe(Configurable):
     engines = Dict(
         key_trait=Unicode(),
         value_trait=Unicode(),
-        default_value=dict(ENGINES),
         help="""Engine name -> the class that runs it, as an import string: cellpipe's own
         (`local`, `kfp-local`; the cluster engines `kfp`, `pytorchjob`, `tfjob`,
         `xgboostjob`, `mpijob`, `trainjob`) and those other packages register under the
@@ -111,7 +118,6 @@ class CellPipe(Configurable):
     builders = Dict(
         key_trait=Unicode(),
         value_trait=Unicode(),
-        default_value=dict(BUILDER_CLASSES),
         help="""Builder name -> its class, as an import string: cellpipe's own (`append`,
         `engine`, `kaniko`) and those registered under the `cellpipe.builders` entry point
         group (cellpipe.launcher.build.Builder is the protocol).""",
@@ -193,6 +199,15 @@ class CellPipe(Configurable):
         a time whatever this says (kfp.local keeps its settings process-wide).""",
     ).tag(config=True)
 
+    # Every engine and builder known by name, read when first asked for (ENGINES above).
+    @default("engines")
+    def _default_engines(self) -> dict[str, str]:
+        return dict(engine_classes())
+
+    @default("builders")
+    def _default_builders(self) -> dict[str, str]:
+        return dict(builder_classes())
+
     @validate("default_engine")
     def _check_default_engine(self, proposal: Any) -> str:
         value: str = proposal["value"]
@@ -239,7 +254,7 @@ class CellPipe(Configurable):
     def engine_location(self, name: str) -> str:
         """`here` or `cluster`: cellpipe's own engines by the vocabulary (nothing imported),
         others by their class's `location` (default `here`)."""
-        if name in CLUSTER_ENGINES and self.engines.get(name) == ENGINES.get(name):
+        if name in CLUSTER_ENGINES and self.engines.get(name) == engine_classes().get(name):
             return "cluster"
         if name in LOCAL_ENGINES or name not in self.engines:
             return "here"
@@ -296,7 +311,7 @@ class CellPipe(Configurable):
     def trains_one_step(self, name: str) -> bool:
         """Whether a cluster engine runs one step as a distributed training job (it takes
         workers); cellpipe's own by the vocabulary, others by `trains_one_step` on the class."""
-        if name in TRAINING_ENGINES and self.engines.get(name) == ENGINES.get(name):
+        if name in TRAINING_ENGINES and self.engines.get(name) == engine_classes().get(name):
             return True
         if name in CLUSTER_ENGINES or self.engine_location(name) != "cluster":
             return False

@@ -26,7 +26,6 @@ from cellpipe.converter.params import ParameterError, given_values, parameter_va
 
 from .config import CellPipe
 from .errors import UserError
-from .local_engine import machine_has_gpu
 
 
 class NotebookErrors(UserError):
@@ -93,7 +92,12 @@ class Prepared:
         """Steps asking for GPUs on a machine with none: a warning (they run on the CPU), or
         with `require` an error. `require_option`: how the front door spells `require`."""
         asking = [s for s in self.pipeline.steps if s.resources.gpu]
-        if not asking or machine_has_gpu():
+        if not asking:
+            return None
+        # Here, not at the top: the local engine imports nbformat, which compiling never needs.
+        from .local_engine import machine_has_gpu
+
+        if machine_has_gpu():
             return None
         names = ", ".join(
             f"{s.name!r} ({s.resources.gpu.count})" for s in asking if s.resources.gpu

@@ -21,7 +21,6 @@ listing the names stays cheap.
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from .vocabulary import (
@@ -52,6 +51,8 @@ BUILTIN_BUILDERS: dict[str, str] = {
 
 def _registered(group: str) -> dict[str, str]:
     """name -> import string of the entry points of `group` (`module:attr` as `module.attr`)."""
+    from importlib.metadata import entry_points  # here: a compile never reads the registries
+
     found = {}
     for point in entry_points(group=group):
         module, _, attr = point.value.partition(":")

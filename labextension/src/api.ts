@@ -133,7 +133,8 @@ export class CellPipeClient {
 
   /**
    * GET /runs/ID/notebook: the run's executed notebook (nbformat v4, every cell's outputs and
-   * `metadata.cellpipe`); a CellPipeRequestError 404 `no_notebook` while it has none.
+   * `metadata.cellpipe`, the run under `metadata.cellpipe_run`); a CellPipeRequestError 404
+   * `no_notebook` while it has none.
    */
   executedNotebook(runId: string): Promise<INotebookContent> {
     return requestAPI<INotebookContent>(

@@ -226,7 +226,10 @@ export interface IExecutedCellMeta {
   role?: string;
 }
 
-/** The executed notebook's own `metadata.cellpipe`. */
+/**
+ * The executed notebook's `metadata.cellpipe_run`: the run (the notebook's own
+ * `metadata.cellpipe` settings are kept as they were).
+ */
 export interface IExecutedNotebookMeta {
   run: string;
   engine: string;

@@ -40,7 +40,7 @@ async def test_a_finished_run_gives_back_its_notebook_with_the_outputs(
     # Then it is the notebook that ran, valid nbformat, with each cell's outputs and step
     assert code == 200, executed
     nbformat.validate(nbformat.from_dict(executed))
-    assert executed["metadata"]["cellpipe"]["run"] == run["run_id"]
+    assert executed["metadata"]["cellpipe_run"]["run"] == run["run_id"]
     imports, show, broken = executed["cells"]
     assert imports["metadata"]["cellpipe"]["step"] is None
     assert show["metadata"]["cellpipe"]["step"] == "show it"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .builders import BuildError, BuildRequest, BuiltImage, Progress, Stopped, host_platform
 from .images import VENV, ImagePlan, Layer, write_layer
-from .installers import install_requirements
+from .installers import install_requirements, read_pip_settings
 from .layers import write_layer_parallel
 from .registry import (
     OCI_CONFIG,
@@ -76,17 +76,20 @@ class AppendBuilder:
         return BuiltImage(digest, self.pushed)
 
     def _build(self) -> str:
-        self.say(f"reading the base image {self.base}")
-        manifest = self.base_client.manifest(self.base, host_platform())
-        config = json.loads(
-            self.base_client.blob(self.base.repository, manifest["config"]["digest"])
-        )
-        self._check_architecture(config)
-        deps = self._cached_deps()
-        if deps is None:
-            deps, python = self._install_while_checking(manifest, config)
-        else:
-            python = self._check_python(manifest, config)
+        with ThreadPoolExecutor(2, thread_name_prefix="cellpipe-append") as pool:
+            deps = self._cached_deps()
+            settings = read_pip_settings(pool) if deps is None else None
+            self.say(f"reading the base image {self.base}")
+            manifest = self.base_client.manifest(self.base, host_platform())
+            config = json.loads(
+                self.base_client.blob(self.base.repository, manifest["config"]["digest"])
+            )
+            self._check_architecture(config)
+            if deps is None:
+                assert settings is not None
+                deps, python = self._install_while_checking(manifest, config, pool, settings)
+            else:
+                python = self._check_python(manifest, config)
         self.say("assembling the code layer")
         with tempfile.TemporaryDirectory() as scratch:
             code = write_layer(Path(scratch) / "code.tar.gz", files=self.plan.code_files)
@@ -183,40 +186,46 @@ class AppendBuilder:
         )
 
     def _install_while_checking(
-        self, manifest: dict[str, Any], config: dict[str, Any]
+        self,
+        manifest: dict[str, Any],
+        config: dict[str, Any],
+        pool: ThreadPoolExecutor,
+        settings: Future[dict[str, str]],
     ) -> tuple[Layer, dict[str, str]]:
-        """Installs the requirements while the base's Python is looked for (a base that does
-        not fit stops the installer); writes the dependencies layer."""
+        """Installs the requirements while the base's Python is looked for in `pool` (a base
+        that does not fit stops the installer); writes the dependencies layer."""
         folder = self.cache / "deps" / self.plan.deps_key
         folder.mkdir(parents=True, exist_ok=True)
         lines = self.plan.requirements.pip_lines()
         stop = threading.Event()
-        with ThreadPoolExecutor(1, thread_name_prefix="cellpipe-base") as pool:
-            checking = pool.submit(self._check_python, manifest, config)
-            checking.add_done_callback(lambda done: _stop_if_failed(done, stop))
-            # beside the cache, so that uv can hard-link its files here instead of copying them
-            with tempfile.TemporaryDirectory(prefix=".install-", dir=folder.parent) as scratch:
-                site = Path(scratch) / "site-packages"
-                requirements = Path(scratch) / "requirements.txt"
-                requirements.write_text("\n".join(lines) + "\n")
-                try:
-                    installer = install_requirements(requirements, site, self.say, len(lines), stop)
-                except Stopped:
-                    checking.result()  # the reason it was stopped
-                    raise
-                python = checking.result()
-                self.say(f"writing the dependencies layer ({installer})")
-                version = python["version"]
-                layer = write_layer_parallel(
-                    folder / "layer.tar.gz",
-                    files={f"{VENV}/pyvenv.cfg": _pyvenv_cfg(python).encode()},
-                    trees={f"{VENV}/lib/python{version}/site-packages": site},
-                    symlinks={
-                        f"{VENV}/bin/python": python["path"],
-                        f"{VENV}/bin/python3": "python",
-                        f"{VENV}/bin/python{version}": "python",
-                    },
+        checking = pool.submit(self._check_python, manifest, config)
+        checking.add_done_callback(lambda done: _stop_if_failed(done, stop))
+        # in the build cache, not /tmp (often a file system of its own): uv hard-links files
+        # out of its package cache when both are on one file system
+        with tempfile.TemporaryDirectory(prefix=".install-", dir=folder.parent) as scratch:
+            site = Path(scratch) / "site-packages"
+            requirements = Path(scratch) / "requirements.txt"
+            requirements.write_text("\n".join(lines) + "\n")
+            try:
+                installer = install_requirements(
+                    requirements, site, self.say, len(lines), stop, settings
                 )
+            except Stopped:
+                checking.result()  # the reason it was stopped
+                raise
+            python = checking.result()
+            self.say(f"writing the dependencies layer ({installer})")
+            version = python["version"]
+            layer = write_layer_parallel(
+                folder / "layer.tar.gz",
+                files={f"{VENV}/pyvenv.cfg": _pyvenv_cfg(python).encode()},
+                trees={f"{VENV}/lib/python{version}/site-packages": site},
+                symlinks={
+                    f"{VENV}/bin/python": python["path"],
+                    f"{VENV}/bin/python3": "python",
+                    f"{VENV}/bin/python{version}": "python",
+                },
+            )
         (folder / "layer.json").write_text(
             json.dumps(
                 {

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -142,6 +143,12 @@ def pip_settings(python: str = sys.executable) -> dict[str, str]:
     return {option: value for option, (_, value) in found.items()}
 
 
+def read_pip_settings(pool: Executor) -> Future[dict[str, str]]:
+    """pip_settings() started in `pool`, so that the half second pip takes to start passes
+    while the build does something else (reading the base image)."""
+    return pool.submit(pip_settings)
+
+
 def uv_command(settings: Mapping[str, str]) -> UvCommand:
     """uv's arguments and environment for pip's `settings`; NotForUv naming what cannot map."""
     command = UvCommand(["--index-strategy", "unsafe-best-match"])
@@ -189,10 +196,12 @@ def install_requirements(
     say: Callable[[str], None],
     count: int,
     stop: threading.Event | None = None,
+    settings: Future[dict[str, str]] | None = None,
 ) -> str:
     """Installs the requirements file into `target` (a --target folder, no bytecode, no
     scripts kept); says which installer ran and why; returns its name ("uv" or "pip").
-    Stopped (a BuildError) when `stop` is set before the installer ends."""
+    Stopped (a BuildError) when `stop` is set before the installer ends. `settings`: pip's
+    settings being read already (read_pip_settings), else they are read here."""
     choice = chosen_installer()
     why_not_uv = ""
     if choice != "pip":
@@ -200,7 +209,7 @@ def install_requirements(
         try:
             if uv is None:
                 raise NotForUv("uv is not installed (pip install uv)")
-            command = uv_command(pip_settings())
+            command = uv_command(settings.result() if settings else pip_settings())
         except NotForUv as exc:
             if choice == "uv":
                 raise BuildError(f"CELLPIPE_INSTALLER=uv, but {exc}") from None

@@ -8,11 +8,14 @@ the last 32 KiB of the block before it as its dictionary, then joined into one g
 pigz does. The compressed bytes depend on the content, the level and the block size only, never
 on how many threads ran: the same entries give the same digest (with the same zlib).
 
-The level is `GZIP_LEVEL` (1): on the scikit-learn set of the benchmarks, 340 MB of tar deflate
-in about 3.3 s of one core to 104 MB at level 1, against 11.5 s to 89 MB at level 6 (gzip's
-default). Pulls decompress either at the same speed. gzip, not zstd: every registry and every
-Kubernetes node's runtime reads gzip layers; zstd layers need containerd 1.5+ or CRI-O and are
-refused by older Docker engines.
+The level is `GZIP_LEVEL` (1): on the scikit-learn set of the benchmarks (with kfp and
+IPython), 345 MB of tar deflate in about 3 s of one core to 104 MB at level 1, against about
+9.5 s to about 87 MB at level 6 (gzip's default); inflating either takes about as long.
+gzip, not zstd: every registry and every Kubernetes node's runtime reads gzip layers; zstd
+layers need containerd 1.5+ or CRI-O and are refused by older Docker engines. zlib, not a
+faster deflate (ISA-L, PyPI's isal, deflates the same set about 6 times faster at the same
+size): one version of stock zlib writes the same bytes on every CPU, while ISA-L picks kernels
+by CPU and is not known to, so the layer's digest could depend on the machine.
 """
 
 from __future__ import annotations

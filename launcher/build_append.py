@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .builders import BuildError, BuildRequest, BuiltImage, Progress, Stopped, host_platform
 from .images import VENV, ImagePlan, Layer, write_layer
-from .installers import install_requirements, read_pip_settings
+from .installers import chosen_installer, install_requirements, read_pip_settings
 from .layers import write_layer_parallel
 from .registry import (
     OCI_CONFIG,
@@ -78,7 +78,8 @@ class AppendBuilder:
     def _build(self) -> str:
         with ThreadPoolExecutor(2, thread_name_prefix="cellpipe-append") as pool:
             deps = self._cached_deps()
-            settings = read_pip_settings(pool) if deps is None else None
+            wants_uv = deps is None and chosen_installer() != "pip"
+            settings = read_pip_settings(pool) if wants_uv else None
             self.say(f"reading the base image {self.base}")
             manifest = self.base_client.manifest(self.base, host_platform())
             config = json.loads(
@@ -86,7 +87,6 @@ class AppendBuilder:
             )
             self._check_architecture(config)
             if deps is None:
-                assert settings is not None
                 deps, python = self._install_while_checking(manifest, config, pool, settings)
             else:
                 python = self._check_python(manifest, config)
@@ -190,7 +190,7 @@ class AppendBuilder:
         manifest: dict[str, Any],
         config: dict[str, Any],
         pool: ThreadPoolExecutor,
-        settings: Future[dict[str, str]],
+        settings: Future[dict[str, str]] | None,
     ) -> tuple[Layer, dict[str, str]]:
         """Installs the requirements while the base's Python is looked for in `pool` (a base
         that does not fit stops the installer); writes the dependencies layer."""

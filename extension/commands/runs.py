@@ -13,6 +13,7 @@ from cellpipe.launcher.config import load_config
 from cellpipe.launcher.errors import ClusterUnreachable, UserError
 from cellpipe.launcher.gpus import gpu_inventory
 from cellpipe.launcher.k8s import KubeSettings
+from cellpipe.launcher.run_logs import run_log
 from cellpipe.launcher.tracking import Runs
 from cellpipe.launcher.vocabulary import FINISHED
 
@@ -115,11 +116,24 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
 
 
 def logs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    """A step's log with --step; otherwise the run's whole log (launcher/run_logs.py): its
+    own lines, then each step's output under a header, streamed while it runs with -f."""
     runs = _runs(args)
     record = runs.find(args.run)
-    for text in runs.logs(record, args.step, args.follow):
-        out.write(text)
-        out.flush()
+    if args.step is not None:
+        for text in runs.logs(record, args.step, args.follow):
+            out.write(text)
+            out.flush()
+        return Outcome(EXIT_OK)
+    from .logs_view import print_followed_log, print_run_log
+
+    if args.follow:
+        print_followed_log(runs, record, out)
+    else:
+        record, problem = runs.refresh(record)
+        if problem:
+            print(f"cellpipe: warning: showing the last known status: {problem}", file=err)
+        print_run_log(run_log(runs, record), out)
     return Outcome(EXIT_OK)
 
 

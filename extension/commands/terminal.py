@@ -6,13 +6,32 @@ sequences (CSI, OSC, ...) are removed whole, then every other control character 
 feeds and tabs (C0, DEL, C1, and the bidirectional overrides that reorder what is shown).
 `TerminalSafe(stream)` applies it to everything written through it; the `cellpipe` program
 prints through it, so every command's text is safe wherever it comes from. cellpipe's own
-cursor movements (the live table of `cellpipe run`) go to `unfiltered(stream)`.
+cursor movements and colours (the live display of `cellpipe run`, rich's styles) go to
+`unfiltered(stream)`, through `console_for(stream)`, with user text made safe first.
+
+Colour follows the conventions rich follows: none when NO_COLOR is set (no-color.org), colour
+when FORCE_COLOR is set, otherwise colour only on a terminal (not TERM=dumb), none when piped.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any, TextIO, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+if TYPE_CHECKING:  # rich is imported by the commands that print with it, not by `compile`
+    from rich.console import Console
+    from rich.text import Text
+
+# A status's colour, the same words as `status` and the sidebar (launcher/vocabulary.py)
+STATUS_STYLES = {
+    "Succeeded": "green",
+    "Failed": "bold red",
+    "Cancelled": "yellow",
+    "Running": "cyan",
+    "Pending": "dim",
+}
 
 _ESCAPE_SEQUENCE = re.compile(
     r"""
@@ -56,3 +75,47 @@ def unfiltered(stream: TextIO) -> TextIO:
     """The stream under a `safe_stream` (for cellpipe's own control sequences), or `stream`."""
     inner: TextIO = getattr(stream, "unfiltered", stream)
     return inner
+
+
+def wants_colour(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether to colour what goes to `stream`: NO_COLOR (set, not empty) says no, then
+    FORCE_COLOR (set, not empty) says yes; otherwise a terminal that is not TERM=dumb."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    interactive = bool(getattr(stream, "isatty", lambda: False)())
+    return interactive and env.get("TERM", "") not in ("dumb", "unknown")
+
+
+def console_for(stream: TextIO) -> Console:
+    """A rich console writing to `stream` (under its safe filter: only text made safe with
+    `terminal_safe` or `safe_text` may go through it), coloured as `wants_colour` says; its
+    width is the terminal's, 80 when piped. No markup, no highlighting: user text is data."""
+    from rich.console import Console
+
+    colour = wants_colour(stream)
+    return Console(
+        file=unfiltered(stream),
+        force_terminal=colour,
+        no_color=not colour,
+        color_system="auto" if colour else None,
+        markup=False,
+        highlight=False,
+        emoji=False,
+        soft_wrap=True,
+    )
+
+
+def safe_text(text: str, style: str = "") -> Text:
+    """User text (step names, what steps printed) as a rich Text: control sequences
+    removed, never read as markup."""
+    from rich.text import Text
+
+    return Text(terminal_safe(text), style=style)
+
+
+def status_text(status: str) -> Text:
+    """A status in its colour."""
+    return safe_text(status, STATUS_STYLES.get(status, ""))

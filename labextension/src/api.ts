@@ -12,8 +12,14 @@ import {
   IRunList,
   IRunLogs,
   IRunRequest,
+  IRunModel,
   IServerConfig,
-  IStartedRun
+  IService,
+  IServiceRequest,
+  IStartedRun,
+  ITune,
+  ITuneRequest,
+  JSONValue
 } from './tokens';
 
 const json = (method: string, body: unknown): RequestInit => ({
@@ -188,5 +194,91 @@ export class CellPipeClient {
       return url + URLExt.objectToQueryString({ token });
     }
     return url;
+  }
+
+  /** POST /tunes: the tune starts in the background; it comes back Pending. */
+  startTune(request: ITuneRequest): Promise<ITune> {
+    return requestAPI<ITune>(
+      'tunes',
+      json('POST', request),
+      this.serverSettings
+    );
+  }
+
+  /** GET /tunes/ID. */
+  getTune(tuneId: string): Promise<ITune> {
+    return requestAPI<ITune>(
+      `tunes/${encodeURIComponent(tuneId)}`,
+      {},
+      this.serverSettings
+    );
+  }
+
+  /** POST /tunes/ID/cancel: stops after the running trials. */
+  cancelTune(tuneId: string): Promise<ITune> {
+    return requestAPI<ITune>(
+      `tunes/${encodeURIComponent(tuneId)}/cancel`,
+      json('POST', {}),
+      this.serverSettings
+    );
+  }
+
+  /** The URL of GET /tunes/ID/events (server-sent events: `tune`, then `end`). */
+  tuneEventsUrl(tuneId: string): string {
+    const url = apiUrl(
+      `tunes/${encodeURIComponent(tuneId)}/events`,
+      this.serverSettings
+    );
+    const token = this.serverSettings.token;
+    return token ? url + URLExt.objectToQueryString({ token }) : url;
+  }
+
+  /** GET /runs/ID/models: the models a run produced (none: an empty list). */
+  async runModels(runId: string): Promise<IRunModel[]> {
+    const answer = await requestAPI<{ models: IRunModel[] }>(
+      `runs/${encodeURIComponent(runId)}/models`,
+      {},
+      this.serverSettings
+    );
+    return answer.models;
+  }
+
+  /** POST /services: serve a run's model (202, while it starts). */
+  startService(request: IServiceRequest): Promise<IService> {
+    return requestAPI<IService>(
+      'services',
+      json('POST', request),
+      this.serverSettings
+    );
+  }
+
+  /** GET /services/ID. */
+  getService(serviceId: string): Promise<IService> {
+    return requestAPI<IService>(
+      `services/${encodeURIComponent(serviceId)}`,
+      {},
+      this.serverSettings
+    );
+  }
+
+  /** DELETE /services/ID: stops the model server (or deletes the InferenceService). */
+  async stopService(serviceId: string): Promise<void> {
+    await requestAPI<void>(
+      `services/${encodeURIComponent(serviceId)}`,
+      { method: 'DELETE' },
+      this.serverSettings
+    );
+  }
+
+  /** POST /services/ID/predict: the server calls the model (V1) and answers what it said. */
+  predict(
+    serviceId: string,
+    instances: JSONValue[]
+  ): Promise<{ predictions: JSONValue[] }> {
+    return requestAPI<{ predictions: JSONValue[] }>(
+      `services/${encodeURIComponent(serviceId)}/predict`,
+      json('POST', { instances }),
+      this.serverSettings
+    );
   }
 }

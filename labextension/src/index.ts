@@ -177,6 +177,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
         );
       }
     });
+    app.commands.addCommand(CommandIDs.tune, {
+      label: 'Tune the Pipeline Parameters…',
+      isEnabled: hasNotebook,
+      describedBy: NO_ARGS,
+      execute: () => {
+        follow();
+        return sidebar.tune();
+      }
+    });
     app.commands.addCommand(CommandIDs.download, {
       label: 'Download the Compiled Pipeline (YAML)',
       isEnabled: hasNotebook,

@@ -343,6 +343,82 @@ export interface IServerConfig {
   vocabulary: IVocabulary;
 }
 
+/** A tuning direction and algorithm (`cellpipe tune --maximize|--minimize --algorithm`). */
+export type TuneDirection = 'maximize' | 'minimize';
+
+/** POST /tunes' body: SPACE strings as on the CLI (`1..6`, `0.001..0.1:log`, `a,b,c`). */
+export interface ITuneRequest {
+  path: string;
+  content?: unknown;
+  objective: string;
+  direction: TuneDirection;
+  search: Record<string, string>;
+  trials?: number;
+  parallel?: number;
+  algorithm?: string;
+  seed?: number;
+  goal?: number;
+  engine?: string;
+}
+
+/** One trial of a tune (a run of the pipeline with the trial's parameters). */
+export interface ITrial {
+  trial: number;
+  parameters: Record<string, JSONValue>;
+  value: number | null;
+  status: RunStatus;
+  run_id: string | null;
+  seconds: number | null;
+  /** The steps that ran in this trial (the others were reused from the step cache). */
+  steps_ran: string[];
+  error?: string | null;
+}
+
+/** A tune: `cellpipe tune --format json` plus its status, notebook, engine and search. */
+export interface ITune {
+  tune_id: string;
+  objective: { metric: string; direction: TuneDirection };
+  best: {
+    parameters: Record<string, JSONValue>;
+    value: number;
+    run_id: string | null;
+  } | null;
+  trials: ITrial[];
+  algorithm: string;
+  status: RunStatus;
+  notebook: string;
+  engine: string;
+  search: Record<string, string>;
+}
+
+/** A model a run produced (GET /runs/ID/models), with a few rows of what its step saw. */
+export interface IRunModel {
+  name: string;
+  step: string;
+  format: string;
+  versions: Record<string, string>;
+  sample: { instances: JSONValue[]; columns?: string[] };
+}
+
+/** POST /services' body. */
+export interface IServiceRequest {
+  run_id: string;
+  model?: string;
+  engine: string;
+  port?: number;
+}
+
+/** A model served (local: KServe's model server here; kserve: an InferenceService). */
+export interface IService {
+  service_id: string;
+  run_id: string;
+  model: string;
+  engine: string;
+  url: string | null;
+  protocols: string[];
+  status: string;
+}
+
 /** An error answer: `{"message", "reason"}` (plus the compile JSON for notebook errors). */
 export interface IErrorBody {
   message: string;
@@ -373,4 +449,5 @@ export namespace CommandIDs {
   export const run = 'cellpipe:run';
   export const download = 'cellpipe:download';
   export const compile = 'cellpipe:compile';
+  export const tune = 'cellpipe:tune';
 }

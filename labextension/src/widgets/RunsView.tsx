@@ -53,6 +53,8 @@ export interface IRunsViewProps {
   debugState?: (run: IRun, step: string) => IDebugState | null;
   /** Run `%cellpipe debug RUN STEP` in the notebook's kernel; absent: not offered. */
   onDebug?: (run: IRun, step: string) => void;
+  /** More actions of a finished run (Serve…), after its own buttons. */
+  finishedActions?: (run: IRun) => React.ReactNode;
 }
 
 /** `12.3 s`, `2 min 5 s`. */
@@ -289,6 +291,7 @@ function RunItem(
                 Delete
               </Button>
             )}
+            {finished && props.finishedActions?.(run)}
           </div>
         </div>
       )}

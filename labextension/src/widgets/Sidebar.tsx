@@ -37,7 +37,9 @@ import { createLogPanel } from './LogPanel';
 import { PipelineView } from './PipelineView';
 import { availableEngines, IRunDialogValue, RunDialogBody } from './RunDialog';
 import { RunsView } from './RunsView';
+import { ServeButton, serveRun } from './ServeView';
 import { StepEditor } from './StepEditor';
+import { tuneNotebook } from './TuneDialog';
 
 /** A section of the sidebar: re-rendered whenever the sidebar says something changed. */
 abstract class Section extends ReactWidget {
@@ -191,6 +193,21 @@ class RunsSection extends Section {
         }
         debugState={(run, step) => session.debug.get(run.run_id, step)}
         onDebug={(run, step) => void this.sidebar.debugStep(run, step)}
+        finishedActions={run => (
+          <ServeButton
+            run={run}
+            client={this.sidebar.context.client}
+            onServe={(served, models) =>
+              void serveRun(
+                this.sidebar.app,
+                this.sidebar.context.client,
+                served,
+                models,
+                session.panel.id
+              )
+            }
+          />
+        )}
       />
     );
   }
@@ -370,6 +387,11 @@ export class CellPipeSidebar extends SidePanel {
     } catch (error) {
       await showErrorMessage('The run did not start', errorMessage(error));
     }
+  }
+
+  /** Tune the parameters: the Tune dialog, then the tune's view (`cellpipe tune`). */
+  tune(): Promise<void> {
+    return tuneNotebook(this.app, this.context, this._session);
   }
 
   /** Download the compiled pipeline (KFP v2 YAML). */
@@ -598,6 +620,11 @@ export class CellPipeSidebar extends SidePanel {
       tooltip: 'Run the pipeline (choose the engine and parameters)',
       onClick: () => void this.run()
     });
+    button('tune', {
+      label: 'Tune…',
+      tooltip: 'Tune the parameters: search their ranges for the best metric',
+      onClick: () => void this.tune()
+    });
     button('kfp', {
       icon: launchIcon,
       label: 'Kubeflow',
@@ -656,6 +683,7 @@ export class CellPipeSidebar extends SidePanel {
       }
     };
     show('run', true);
+    show('tune', true);
     show('kfp', this._pipelineClusterEngine() !== undefined);
     show('training', this._trainingEngine() !== undefined);
     show('build', this.context.can('builds'));

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tornado import web
-from traitlets import Bool, Dict, Float, List, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from cellpipe.launcher.config import CellPipe, check_gpu_types
@@ -44,6 +45,50 @@ class SpawnRefused(web.HTTPError):
     def __init__(self, message: str) -> None:
         super().__init__(400, "%s", message)
         self.jupyterhub_message = message
+
+
+class SpawnFailed(web.HTTPError):
+    """A spawn that cannot succeed for a reason on the hub's side, said for people.
+
+    JupyterHub shows `jupyterhub_message` to the user wherever the spawn's failure surfaces
+    (above the form when it fails at once, on the pending page's progress, on the "not
+    running" page after it) instead of "HTTP 500: Internal Server Error", and logs an
+    HTTPError raised by start() in one line, without a traceback."""
+
+    def __init__(self, message: str, status_code: int = 500) -> None:
+        super().__init__(status_code, "%s", message)
+        self.jupyterhub_message = message
+
+
+class PlainSpawnMessages(logging.Filter):
+    """Drops the traceback JupyterHub logs beside a SpawnRefused or SpawnFailed: its form
+    handler and its apply_user_options step log every exception with one. Ours are messages
+    for people, complete in one line; the line keeps the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (SpawnRefused, SpawnFailed)):
+            record.msg = f"{record.getMessage()}: {exc.jupyterhub_message}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def keep_spawn_messages_plain(log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """PlainSpawnMessages on the hub's logger (the spawners' and the handlers' own), once."""
+    logger = log.logger if isinstance(log, logging.LoggerAdapter) else log
+    if not any(isinstance(f, PlainSpawnMessages) for f in logger.filters):
+        logger.addFilter(PlainSpawnMessages())
+
+
+async def check_user_options(spawner: GPUFormMixin, _user_options: Any) -> None:
+    """JupyterHub's apply_user_options hook, the default of both spawners: the choices are
+    checked as soon as the spawn begins (before the pre-spawn hook), so that JupyterHub knows
+    they are handled; start() checks them again right before use, against what is free then,
+    and applies them (also when a hub's configuration replaces this hook)."""
+    # _user_options is spawner.user_options, which checked_choices reads
+    await spawner.checked_choices()
 
 
 class GPUFormMixin(LoggingConfigurable):
@@ -115,6 +160,14 @@ class GPUFormMixin(LoggingConfigurable):
         help="""The CPU and memory guaranteed (Kubernetes requests; Docker memory
         reservation) as a fraction of the chosen limit. 1.0: guaranteed as chosen.""",
     ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        keep_spawn_messages_plain(self.log)
+
+    @default("apply_user_options")
+    def _check_options_hook(self) -> Any:
+        return check_user_options
 
     # --- configuration checks ----------------------------------------------------------------
 

@@ -97,6 +97,16 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+def other_servers(count: int) -> str:
+    """ "your other running server" / "your 2 other running servers", for sentences."""
+    return "your other running server" if count == 1 else f"your {count} other running servers"
+
+
+def uses(count: int) -> str:
+    """The verb after other_servers(count)."""
+    return "uses" if count == 1 else "use"
+
+
 def is_image_reference(text: str) -> bool:
     return 0 < len(text) <= MAX_IMAGE_LENGTH and bool(_IMAGE.match(text))
 
@@ -217,6 +227,21 @@ class Offer:
         bounds = [b for b in (self.gpus_left, gpu.max_per_server, gpu.largest) if b is not None]
         return min(bounds) if bounds else None
 
+    def why_unavailable(self, gpu: GpuOffer) -> str | None:
+        """Why no server of this user can get this type now, for people (None: it can)."""
+        if self.most_gpus(gpu) != 0:
+            return None
+        if self.gpus_left == 0:
+            if not self.usage.gpus:
+                return "your limit is 0 GPUs"
+            return (
+                f"your limit of {plural(self.limits.gpus or 0, 'GPU')} is taken by "
+                f"{other_servers(self.usage.servers)}"
+            )
+        if gpu.largest == 0:
+            return "no machine has one"
+        return "none is free right now; try again later"
+
     @property
     def most_gpus_any(self) -> int | None:
         bounds = [self.most_gpus(g) for g in self.gpus]
@@ -334,7 +359,8 @@ def check_choices(options: Mapping[str, Any], offer: Offer) -> Choices:
     gpu_type = _text(options, "gpu_type", "GPU type")
     resource = None
     if gpus == 0:
-        gpu_type = None
+        if gpu_type is not None:  # a type picked with the count left at 0: never "no GPU" silently
+            raise FormError(_type_without_count(gpu_type, offer))
     else:
         gpu = _check_gpu_type(gpu_type, gpus, offer)
         gpu_type, resource = gpu.name, gpu.resource
@@ -343,8 +369,12 @@ def check_choices(options: Mapping[str, Any], offer: Offer) -> Choices:
             raise FormError(
                 f"You asked for {plural(gpus, 'GPU')}; your limit is "
                 f"{plural(offer.limits.gpus or 0, 'GPU')} at a time"
-                + _in_use(offer.usage.gpus, offer.usage.servers, "GPU")
-                + f", so you may ask for at most {left}."
+                + _in_use(offer.usage.servers, offer.usage.gpus, plural(offer.usage.gpus, "GPU"))
+                + (
+                    f", so you may ask for at most {left}."
+                    if left
+                    else ", so none is left to you: choose No GPU, or stop another server first."
+                )
             )
         if gpu.max_per_server is not None and gpus > gpu.max_per_server:
             free = (
@@ -424,11 +454,20 @@ def _check_gpu_type(gpu_type: str | None, gpus: int, offer: Offer) -> GpuOffer:
     return gpu
 
 
-def _in_use(amount: float, servers: int, what: str) -> str:
+def _type_without_count(gpu_type: str, offer: Offer) -> str:
+    gpu = offer.gpu(gpu_type)
+    name = gpu.display_name if gpu is not None else repr(gpu_type)
+    return (
+        f"You chose {name} with 0 GPUs, which would start a server without a GPU. "
+        f"Ask for at least 1 {name}, or choose No GPU."
+    )
+
+
+def _in_use(servers: int, amount: float, described: str) -> str:
+    """ " and your other running server already uses 2 GPUs" (nothing when none is used)."""
     if not amount:
         return ""
-    verb = "uses" if servers == 1 else "use"
-    return f" and your other running {plural(servers, 'server')} already {verb} {amount:g}"
+    return f" and {other_servers(servers)} already {uses(servers)} {described}"
 
 
 def _check_totals(choices: Choices, offer: Offer) -> None:
@@ -438,20 +477,15 @@ def _check_totals(choices: Choices, offer: Offer) -> None:
         raise FormError(
             f"You asked for {describe_cores(cores)}; your limit is "
             f"{describe_cores(limits.cpu)} at a time"
-            + _in_use(usage.cpu, usage.servers, "CPU")
+            + _in_use(usage.servers, usage.cpu, describe_cores(usage.cpu))
             + ". Choose less, or stop another server first."
         )
     amount = choices.memory_bytes
     if limits.memory is not None and amount is not None and usage.memory + amount > limits.memory:
-        verb = "uses" if usage.servers == 1 else "use"
-        used = (
-            f" and your other running {plural(usage.servers, 'server')} already {verb} "
-            f"{describe_bytes(usage.memory)}"
-        )
         raise FormError(
             f"You asked for {describe_bytes(amount)} of memory; your limit is "
             f"{describe_bytes(limits.memory)} at a time"
-            + (used if usage.memory else "")
+            + _in_use(usage.servers, usage.memory, describe_bytes(usage.memory))
             + ". Choose less, or stop another server first."
         )
 

@@ -18,7 +18,7 @@ from jupyterhub.utils import random_port
 from traitlets import Dict, Int, List, TraitError, Unicode, default, validate
 
 from . import devices
-from .base import GPUFormMixin, SpawnRefused
+from .base import GPUFormMixin, SpawnFailed, SpawnRefused
 from .choices import Choices, GpuOffer, plural
 from .names import safe_name
 from .objects import GPUS_LABEL, HOME_LABEL, USER_LABEL, container_spec, deep_merge
@@ -26,7 +26,7 @@ from .objects import GPUS_LABEL, HOME_LABEL, USER_LABEL, container_spec, deep_me
 ACTIVE_STATES = {"created", "running", "restarting", "paused"}
 
 
-class EngineCannotGiveGpus(RuntimeError):
+class EngineCannotGiveGpus(SpawnFailed):
     """The engine accepted the container but dropped its GPU device requests."""
 
 
@@ -287,7 +287,7 @@ class DockerGPUSpawner(GPUFormMixin, DockerSpawner):  # type: ignore[misc]
                         "try again later."
                     )
                 gpu_ids = assigned
-                self.say(f"GPUs {', '.join(gpu_ids)} ({choices.gpu_type}) are yours", 65)
+                self.say(_gpus_given(gpu_ids, choices.gpu_type), 65)
             spec = container_spec(
                 name=self.object_name,
                 image=self.image,
@@ -340,9 +340,10 @@ class DockerGPUSpawner(GPUFormMixin, DockerSpawner):  # type: ignore[misc]
         except APIError:
             self.log.warning("could not remove %s", container_id)
         raise EngineCannotGiveGpus(
-            f"The container engine ({engine or 'unknown'}) accepted the container but dropped "
-            "its GPU device requests, so the server would have no GPU. Use Docker Engine "
-            "with the NVIDIA Container Toolkit for GPU servers (podman's Docker API ignores "
+            f"Your server was not started: the container engine ({engine or 'unknown'}) "
+            "accepted the container but dropped its GPU device requests, so the server would "
+            "have no GPU. Choose No GPU, or ask the hub's administrator to run GPU servers on "
+            "Docker Engine with the NVIDIA Container Toolkit (podman's Docker API ignores "
             "device requests)."
         )
 
@@ -363,6 +364,13 @@ class DockerGPUSpawner(GPUFormMixin, DockerSpawner):  # type: ignore[misc]
             env["CELLPIPE_GPU_TYPE"] = choices.gpu_type or ""
             env["CELLPIPE_GPUS"] = str(choices.gpus)
         return env
+
+
+def _gpus_given(gpu_ids: list[str], gpu_type: str | None) -> str:
+    """ "GPU device 2 (Tesla-T4) is yours": the ids read as devices, never as a count."""
+    if len(gpu_ids) == 1:
+        return f"GPU device {gpu_ids[0]} ({gpu_type}) is yours"
+    return f"GPU devices {', '.join(gpu_ids)} ({gpu_type}) are yours"
 
 
 def _bytes(value: Any) -> int | None:

@@ -1,8 +1,11 @@
 """The spawn form: plain HTML fields that JupyterHub's own spawn.html wraps in its <form>.
 
-No JavaScript: every bound is in the markup (option lists, `min`/`max`) and the server checks
-everything again (choices.check_choices), so a browser without scripts, an old browser or a
-hand-made request all meet the same rules. Text from configuration and from users is escaped.
+Works without JavaScript: what is free of each GPU type is in its label, every bound is in the
+markup (option lists, `min`/`max`, disabled choices saying why) and the server checks
+everything again (choices.check_choices), so a browser without scripts, a hub whose
+Content-Security-Policy forbids inline scripts, or a hand-made request all meet the same rules.
+One small script makes the count follow the chosen type. Text from configuration and from
+users is escaped, and reaches the script only as data- attributes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from .choices import (
     describe_bytes,
     describe_cores,
     memory_bytes,
+    other_servers,
     plural,
+    uses,
 )
 
 
@@ -48,8 +53,6 @@ def gpu_label(gpu: GpuOffer, most: int | None) -> str:
         availability = f"{gpu.free} free"
     if gpu.max_per_server is not None and gpu.free is not None and gpu.max_per_server < gpu.free:
         availability += f", at most {gpu.max_per_server} on one machine"
-    if most == 0 and gpu.free:
-        availability += ", over your limit"
     return f"{gpu.display_name}: {availability}"
 
 
@@ -134,36 +137,134 @@ def _image_field(offer: Offer, selected: Mapping[str, Any]) -> str:
 
 
 def _gpu_fields(offer: Offer, selected: Mapping[str, Any]) -> str:
+    """The GPU types as radio buttons, each with what is free of it (visible without
+    JavaScript), then the count. The count's bounds are those of the chosen type; the script
+    below keeps them so when another type is picked, and makes a count of 0 a 1."""
     if not offer.gpus:
         return '<input type="hidden" name="gpus" value="0">'
-    chosen_type = str(selected.get("gpu_type") or "")
-    options = [("", "No GPU")]
-    disabled: set[str] = set()
-    for gpu in offer.gpus:
+    choosable = [g for g in offer.gpus if offer.most_gpus(g) != 0]
+    chosen = offer.gpu(str(selected.get("gpu_type") or ""))
+    current = chosen if chosen in choosable else None
+    radios = [_gpu_radio(0, "", "No GPU", None, current is None, None, _NO_GPU_BOUND)]
+    for number, gpu in enumerate(offer.gpus, start=1):
         most = offer.most_gpus(gpu)
-        options.append((gpu.name, gpu_label(gpu, most)))
-        if most == 0:
-            disabled.add(gpu.name)
-    names = [gpu.name for gpu in offer.gpus]
-    current = chosen_type if chosen_type in names and chosen_type not in disabled else ""
-    rendered = "".join(
-        _option(value, text, value == current, value in disabled) for value, text in options
-    )
-    most_any = offer.most_gpus_any
-    try:
-        count = max(0, int(str(selected.get("gpus") or 0))) if current else 0
-    except ValueError:
-        count = 0
-    maximum = f' max="{most_any}"' if most_any is not None else ""
+        radios.append(
+            _gpu_radio(
+                number,
+                gpu.name,
+                gpu_label(gpu, most),
+                most,
+                gpu is current,
+                offer.why_unavailable(gpu),
+                _count_bound(offer, gpu),
+            )
+        )
     note = f'<div class="form-text">{escape(offer.gpu_note)}</div>' if offer.gpu_note else ""
     return (
-        '<div class="mb-3"><label class="form-label" for="cellpipe-gpu-type">GPU type</label>'
-        f'<select class="form-select" id="cellpipe-gpu-type" name="gpu_type">{rendered}</select>'
-        f"{note}</div>"
-        '<div class="mb-3"><label class="form-label" for="cellpipe-gpus">GPUs</label>'
-        f'<input class="form-control" type="number" id="cellpipe-gpus" name="gpus" min="0"'
-        f'{maximum} step="1" value="{count}"></div>'
+        '<fieldset class="mb-3 cellpipe-gpu-types" id="cellpipe-gpu-type">'
+        '<legend class="form-label fs-6">GPU type</legend>'
+        f"{''.join(radios)}{note}</fieldset>"
+        f"{_gpu_count(offer, current, selected)}{_FOLLOW_TYPE_SCRIPT}"
     )
+
+
+_NO_GPU_BOUND = "Choose a GPU type above to ask for GPUs."
+
+
+def _count_bound(offer: Offer, gpu: GpuOffer) -> str:
+    """What the count may be for this type, and what bounds it."""
+    most = offer.most_gpus(gpu)
+    if most is None:
+        return f"{gpu.display_name}: 1 or more."
+    if most == 0:
+        return f"{gpu.display_name}: none can be had now."
+    if most == offer.gpus_left:
+        why = "what your limit leaves you"
+    elif most == gpu.max_per_server:
+        why = "free on one machine" if (gpu.free or 0) > most else "free now"
+    else:
+        why = "the most one server can get"
+    return f"{gpu.display_name}: 1 to {most} ({why})."
+
+
+def _gpu_radio(
+    number: int,
+    value: str,
+    label: str,
+    most: int | None,
+    checked: bool,
+    unavailable: str | None,
+    bound: str,
+) -> str:
+    """One type: the radio (its bounds in data- attributes, read by the script as data) and
+    its label; a greyed one says why it cannot be chosen."""
+    ident = f"cellpipe-gpu-type-{number}"
+    flags = (" checked" if checked else "") + (" disabled" if unavailable else "")
+    most_attr = f' data-most="{most}"' if most is not None else ""
+    why = (
+        f'<div class="form-text cellpipe-unavailable">Unavailable: {escape(unavailable)}.</div>'
+        if unavailable
+        else ""
+    )
+    return (
+        '<div class="form-check">'
+        f'<input class="form-check-input" type="radio" name="gpu_type" id="{ident}" '
+        f'value="{_attr(value)}"{most_attr} data-bound="{_attr(bound)}"{flags}>'
+        f'<label class="form-check-label" for="{ident}">{escape(label)}</label>{why}</div>'
+    )
+
+
+def _gpu_count(offer: Offer, current: GpuOffer | None, selected: Mapping[str, Any]) -> str:
+    """The count, bounded by the chosen type (by every type's best while none is chosen: a
+    browser without scripts cannot follow the choice); with a type chosen it is at least 1."""
+    try:
+        count = max(0, int(str(selected.get("gpus") or 0)))
+    except ValueError:
+        count = 0
+    if current is None:
+        low, most, count, bound = 0, offer.most_gpus_any, 0, _NO_GPU_BOUND
+    else:
+        low, most = 1, offer.most_gpus(current)
+        count = min(max(count, 1), most) if most is not None else max(count, 1)
+        bound = _count_bound(offer, current)
+    maximum = f' max="{most}"' if most is not None else ""
+    return (
+        '<div class="mb-3"><label class="form-label" for="cellpipe-gpus">GPUs</label>'
+        f'<input class="form-control" type="number" id="cellpipe-gpus" name="gpus" min="{low}"'
+        f'{maximum} step="1" value="{count}" aria-describedby="cellpipe-gpus-bound">'
+        f'<div class="form-text" id="cellpipe-gpus-bound">{escape(bound)}</div></div>'
+    )
+
+
+# Follows the chosen type: its bounds on the count (data-most: free and the user's limit),
+# a count of 0 made 1, No GPU made 0. Reads only data- attributes and writes textContent, so
+# no text from configuration or users is ever run; without scripts the server's checks and
+# the bounds above still hold.
+_FOLLOW_TYPE_SCRIPT = """<script>
+(function () {
+  var form = document.currentScript.parentElement;
+  var count = form.querySelector('#cellpipe-gpus');
+  var bound = form.querySelector('#cellpipe-gpus-bound');
+  function follow(radio) {
+    var most = radio.getAttribute('data-most');
+    var wanted = parseInt(count.value, 10) || 0;
+    if (radio.value === '') {
+      count.min = 0; count.max = 0; wanted = 0;
+    } else {
+      count.min = 1;
+      if (most === null) { count.removeAttribute('max'); } else { count.max = most; }
+      wanted = Math.max(wanted, 1);
+      if (most !== null) { wanted = Math.min(wanted, parseInt(most, 10)); }
+    }
+    count.value = String(wanted);
+    bound.textContent = radio.getAttribute('data-bound');
+  }
+  form.querySelectorAll('input[name="gpu_type"]').forEach(function (radio) {
+    radio.addEventListener('change', function () { if (radio.checked) { follow(radio); } });
+    if (radio.checked) { follow(radio); }
+  });
+})();
+</script>"""
 
 
 def _limits_note(offer: Offer) -> str:
@@ -182,5 +283,6 @@ def _limits_note(offer: Offer) -> str:
         used = [plural(usage.gpus, "GPU"), describe_cores(usage.cpu)]
         if usage.memory:
             used.append(describe_bytes(usage.memory))
-        text += f" Your other {plural(usage.servers, 'running server')} use {', '.join(used)}."
+        whose = other_servers(usage.servers)
+        text += f" {whose[0].upper()}{whose[1:]} {uses(usage.servers)} {', '.join(used)}."
     return f'<p class="form-text cellpipe-limits">{escape(text)}</p>'

@@ -85,8 +85,19 @@ def test_a_full_choice_keeps_the_resource_of_its_type() -> None:
     assert (chosen.cpu_cores, chosen.memory_bytes) == (4.0, 8 * 2**30)
 
 
-def test_a_gpu_type_without_gpus_is_no_gpu() -> None:
-    chosen = check_choices({"gpu_type": "Tesla-T4", "gpus": 0}, offer())
+def test_a_gpu_type_with_the_count_left_at_0_is_refused_never_no_gpu_silently() -> None:
+    message = (
+        "You chose A100 80 GB with 0 GPUs, which would start a server without a GPU. "
+        "Ask for at least 1 A100 80 GB, or choose No GPU."
+    )
+    assert refused({"gpu_type": "NVIDIA-A100-SXM4-80GB", "gpus": 0}) == message
+    # as the form sends it (the count's field left empty or at 0) and as the REST API does
+    form = options_from_form({"gpu_type": ["NVIDIA-A100-SXM4-80GB"], "gpus": ["0"]})
+    assert refused(form) == message
+    assert refused({"gpu_type": "NVIDIA-A100-SXM4-80GB"}) == message
+    assert refused({"gpu_type": "H100", "gpus": "0"}).startswith("You chose 'H100' with 0 GPUs")
+    # No GPU is the type left empty
+    chosen = check_choices(options_from_form({"gpu_type": [""], "gpus": ["0"]}), offer())
     assert (chosen.gpu_type, chosen.gpus) == (None, 0)
 
 
@@ -146,16 +157,22 @@ def test_not_a_mapping_is_refused() -> None:
 def test_limits_count_the_users_other_running_servers() -> None:
     busy = Usage(gpus=3, cpu=6, memory=30 * 2**30, servers=2)
     assert refused({"gpus": 2, "gpu_type": "1g.10gb"}, usage=busy) == (
-        "You asked for 2 GPUs; your limit is 4 GPUs at a time and your other running "
-        "2 servers already use 3, so you may ask for at most 1."
+        "You asked for 2 GPUs; your limit is 4 GPUs at a time and your 2 other running "
+        "servers already use 3 GPUs, so you may ask for at most 1."
     )
     assert refused({"cpu": "4"}, usage=busy) == (
-        "You asked for 4 CPUs; your limit is 8 CPUs at a time and your other running 2 "
-        "servers already use 6. Choose less, or stop another server first."
+        "You asked for 4 CPUs; your limit is 8 CPUs at a time and your 2 other running "
+        "servers already use 6 CPUs. Choose less, or stop another server first."
     )
     assert refused({"cpu": "1", "memory": "8Gi"}, usage=busy) == (
-        "You asked for 8 GiB of memory; your limit is 32 GiB at a time and your other "
-        "running 2 servers already use 30 GiB. Choose less, or stop another server first."
+        "You asked for 8 GiB of memory; your limit is 32 GiB at a time and your 2 other "
+        "running servers already use 30 GiB. Choose less, or stop another server first."
+    )
+    one = Usage(gpus=4, cpu=1, memory=0, servers=1)
+    assert refused({"gpus": 1, "gpu_type": "1g.10gb"}, usage=one) == (
+        "You asked for 1 GPU; your limit is 4 GPUs at a time and your other running server "
+        "already uses 4 GPUs, so none is left to you: choose No GPU, or stop another server "
+        "first."
     )
     assert check_choices({"cpu": "2", "gpus": 1, "gpu_type": "1g.10gb"}, offer(usage=busy))
 

@@ -239,7 +239,7 @@ def test_two_spawns_at_once_never_get_the_same_gpu(engine_config: Config) -> Non
         "You asked for 1 × Tesla-T4; only 0 are free right now. Ask for fewer or try again later."
     )
     winner_events = alice_events if alice is outcomes[0] else bob_events
-    assert "GPUs 2 (Tesla-T4) are yours" in winner_events
+    assert "GPU device 2 (Tesla-T4) is yours" in winner_events
 
 
 def test_an_engine_that_drops_gpu_requests_fails_the_spawn_plainly(
@@ -257,10 +257,13 @@ def test_an_engine_that_drops_gpu_requests_fails_the_spawn_plainly(
     # When alice asks for a GPU, then the spawn fails saying why, and leaves no container
     with pytest.raises(EngineCannotGiveGpus) as failed:
         asyncio.run(scenario())
-    assert str(failed.value).startswith(
-        "The container engine (Podman Engine 4.3.1, Conmon conmon version 2.1.6, "
+    # (what JupyterHub shows the user, and an HTTPError: logged in one line, no traceback)
+    message = failed.value.jupyterhub_message
+    assert message.startswith(
+        "Your server was not started: the container engine (Podman Engine 4.3.1, Conmon "
     )
-    assert "dropped its GPU device requests, so the server would have no GPU" in str(failed.value)
+    assert "dropped its GPU device requests, so the server would have no GPU" in message
+    assert failed.value.status_code == 500
     client = container_engine.client()
     assert client.api.containers(all=True, filters={"label": USER_LABEL}) == []
 

@@ -273,6 +273,41 @@ def test_choices_are_checked_again_when_the_server_starts(fake_cluster: Cluster)
     assert fake_cluster.pods() == []
 
 
+def test_jupyterhubs_user_options_step_checks_them_and_logs_a_refusal_in_one_line(
+    fake_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the step JupyterHub runs before start() (User.spawn: _run_apply_user_options)
+    async def scenario() -> tuple[str, SpawnRefused]:
+        spawner = new_spawner(fake_cluster, HubUser("alice"))
+
+        async def apply(options: dict[str, Any]) -> None:
+            spawner.user_options = options
+            await spawner._run_apply_user_options(spawner.user_options)
+
+        # When the options are good: handled, so no "Received unhandled user_options" warning
+        await apply({"gpu_type": A100, "gpus": 1})
+        assert "unhandled" not in caplog.text.lower()
+        # When a GPU type comes with the count left at 0: refused there, before anything
+        with pytest.raises(SpawnRefused) as refused:
+            await apply({"gpu_type": A100, "gpus": 0})
+        return spawner._log_name, refused.value
+
+    with caplog.at_level("DEBUG"):
+        name, refusal = run(scenario)
+    assert refusal.jupyterhub_message == (
+        "You chose A100 80 GB with 0 GPUs, which would start a server without a GPU. "
+        "Ask for at least 1 A100 80 GB, or choose No GPU."
+    )
+    # and JupyterHub's log line for it (logged "with exception") has the message, no traceback
+    (logged,) = [r for r in caplog.records if "applying user_options" in r.getMessage()]
+    assert logged.exc_info is None
+    assert logged.getMessage() == (
+        f"Exception applying user_options for {name}: {refusal.jupyterhub_message}"
+    )
+    assert "Traceback" not in caplog.text
+    assert fake_cluster.pods() == []
+
+
 def test_limits_count_the_users_other_servers(fake_cluster: Cluster) -> None:
     @dataclass
     class Running:
@@ -291,8 +326,9 @@ def test_limits_count_the_users_other_servers(fake_cluster: Cluster) -> None:
     with pytest.raises(SpawnRefused) as refused:
         run(scenario)
     assert refused.value.jupyterhub_message == (
-        "You asked for 1 GPU; your limit is 2 GPUs at a time and your other running 1 server "
-        "already uses 2, so you may ask for at most 0."
+        "You asked for 1 GPU; your limit is 2 GPUs at a time and your other running server "
+        "already uses 2 GPUs, so none is left to you: choose No GPU, or stop another server "
+        "first."
     )
 
 

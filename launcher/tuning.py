@@ -1,0 +1,403 @@
+"""Tuning a notebook's pipeline: the launcher API behind `cellpipe tune`, `%cellpipe tune`
+and POST /tunes.
+
+`plan_tune` checks a request against the notebook (the parameters searched, their spaces'
+types, the objective a metric) and says which steps depend on a tuned parameter (directly, or
+through what they receive or run after) and which do not. `tune_here` runs the trials with the
+local engine: each trial is an ordinary run (recorded, linked to its tune), side by side up to
+`parallel`. The steps that depend on no tuned parameter run once: the first trial runs alone
+and the step cache (which keys a step by the parameters it reads and the keys of the steps
+before it) hands their values to every later trial; each trial says which steps it ran.
+
+`--engine katib` is launcher/katib.py: the same plan, as a Katib Experiment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cellpipe.converter.model import Pipeline, Step
+
+from .config import CellPipe
+from .errors import UserError
+from .local_engine import RunRequest
+from .notebooks import Prepared
+from .running import engine_here
+from .store import RunRecord, cellpipe_home, new_run_id, open_store
+from .tune_records import TrialRecord, TuneRecord, TuneStore, new_tune_id
+from .tune_spaces import ALGORITHMS, Space, grid_size, parse_search, suggester
+from .vocabulary import LOCAL_ENGINE, TUNING_ENGINES, RunStatus
+
+DEFAULT_TRIALS = 12
+DEFAULT_MAX_FAILED = 3  # as Katib's examples' maxFailedTrialCount
+DIRECTIONS = ("maximize", "minimize")
+
+# (event, tune, trial): "started", "trial" (a trial started or ended), "ended"
+TuneListener = Callable[[str, TuneRecord, TrialRecord | None], None]
+
+
+@dataclass
+class TuneRequest:
+    """What to tune: `search` holds NAME=SPACE texts as on the command line."""
+
+    objective: str
+    direction: str
+    search: list[str]
+    trials: int | None = None
+    parallel: int | None = None
+    algorithm: str = "random"
+    seed: int | None = None
+    goal: float | None = None
+    max_failed: int = DEFAULT_MAX_FAILED
+    engine: str = LOCAL_ENGINE
+    tune_id: str | None = None  # chosen earlier (a server answering before the tune starts)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class TunePlan:
+    """A checked tune: its spaces, how many trials, and the steps trials share or rerun."""
+
+    prepared: Prepared
+    request: TuneRequest
+    spaces: list[Space]
+    trials: int
+    parallel: int
+    objective_step: Step
+    tuned_steps: list[Step]  # depend on a tuned parameter: they run in every trial
+    shared_steps: list[Step]  # depend on none: they run once
+
+    @property
+    def maximize(self) -> bool:
+        return self.request.direction == "maximize"
+
+    def new_record(self) -> TuneRecord:
+        request = self.request
+        return TuneRecord(
+            tune_id=request.tune_id or new_tune_id(),
+            notebook=str(Path(self.prepared.path or self.prepared.name).resolve()),
+            engine=request.engine,
+            metric=request.objective,
+            direction=request.direction,
+            algorithm=request.algorithm,
+            search={s.name: s.text for s in self.spaces},
+            settings={
+                "trials": self.trials,
+                "parallel": self.parallel,
+                "seed": request.seed,
+                "goal": request.goal,
+                "max_failed": request.max_failed,
+                "tuned_steps": [s.name for s in self.tuned_steps],
+                "shared_steps": [s.name for s in self.shared_steps],
+            },
+        )
+
+
+# --- the plan ---------------------------------------------------------------------------
+
+
+def plan_tune(prepared: Prepared, request: TuneRequest) -> TunePlan:
+    """Check `request` against the notebook; a UserError names what to change."""
+    prepared.raise_for_errors()
+    pipeline, name = prepared.pipeline, prepared.name
+    _check_choices(request, name)
+    spaces = parse_search(request.search, pipeline.parameters, name)
+    if request.objective not in pipeline.metrics:
+        metrics = ", ".join(pipeline.metrics) or "none: tag a cell `metrics`"
+        raise UserError(
+            f"{name}: --objective {request.objective}: the notebook has no metric "
+            f"{request.objective!r} (its metrics: {metrics})",
+            reason="bad_objective",
+        )
+    tuned = depending_steps(pipeline, {s.name for s in spaces})
+    objective_step = reporting_step(pipeline, request.objective)
+    if objective_step.name not in {s.name for s in tuned}:
+        searched = ", ".join(s.name for s in spaces)
+        raise UserError(
+            f"{name}: the objective {request.objective!r} is reported by step "
+            f"{objective_step.name!r}, which uses none of {searched} (directly or through its "
+            "inputs): every trial would give the same value",
+            reason="bad_objective",
+        )
+    trials = _trial_count(request, spaces)
+    return TunePlan(
+        prepared,
+        request,
+        spaces,
+        trials,
+        request.parallel or os.cpu_count() or 1,
+        objective_step,
+        tuned,
+        [s for s in pipeline.steps if s not in tuned],
+    )
+
+
+def _check_choices(request: TuneRequest, name: str) -> None:
+    if request.direction not in DIRECTIONS:
+        raise UserError(f"direction must be one of {', '.join(DIRECTIONS)}", reason="bad_search")
+    if request.algorithm not in ALGORITHMS:
+        raise UserError(
+            f"{name}: --algorithm {request.algorithm}: use one of {', '.join(ALGORITHMS)}",
+            reason="bad_search",
+        )
+    if request.engine not in TUNING_ENGINES:
+        raise UserError(
+            f"{name}: --engine {request.engine}: the tuning engines are "
+            f"{', '.join(TUNING_ENGINES)}",
+            reason="unknown_engine",
+        )
+    for option, value in (("--trials", request.trials), ("--parallel", request.parallel)):
+        if value is not None and value < 1:
+            raise UserError(f"{name}: {option} must be at least 1", reason="bad_search")
+    if request.max_failed < 0:
+        raise UserError(f"{name}: --max-failed must be 0 or more", reason="bad_search")
+    if request.goal is not None and not math.isfinite(request.goal):
+        raise UserError(f"{name}: --goal must be a finite number", reason="bad_search")
+
+
+def _trial_count(request: TuneRequest, spaces: list[Space]) -> int:
+    if request.algorithm != "grid":
+        return request.trials or DEFAULT_TRIALS
+    size = grid_size(spaces)
+    return min(request.trials, size) if request.trials else size
+
+
+def depending_steps(pipeline: Pipeline, tuned: set[str]) -> list[Step]:
+    """The steps that read a parameter of `tuned`, or receive from or run after one that
+    does (the step cache keys a step by both, so these are the steps a trial runs again)."""
+    depending: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for step in pipeline.steps:
+            if step.name in depending:
+                continue
+            before = set(step.after) | set(step.received_from.values())
+            if tuned & set(step.parameters) or before & depending:
+                depending.add(step.name)
+                changed = True
+    return [s for s in pipeline.steps if s.name in depending]
+
+
+def reporting_step(pipeline: Pipeline, metric: str) -> Step:
+    """The step that reports `metric` (the last one, as the run's metrics keep the last)."""
+    reporting = [s for s in pipeline.steps if metric in s.metrics]
+    return reporting[-1] if reporting else pipeline.steps[-1]
+
+
+# --- the local engine -------------------------------------------------------------------
+
+
+class _Trials:
+    """The trials of one tune as they run: asks the algorithm, records each trial's end."""
+
+    def __init__(self, plan: TunePlan, tune: TuneRecord, tunes: TuneStore, say: TuneListener):
+        self.plan, self.tune, self.tunes, self.say = plan, tune, tunes, say
+        request = plan.request
+        self.suggester = suggester(
+            request.algorithm, plan.spaces, seed=request.seed, maximize=plan.maximize
+        )
+        self.lock = threading.Lock()
+        self.exhausted = False
+        self.stop_reason: str | None = None
+        self.cancels: dict[int, threading.Event] = {}
+
+    def next_trial(self) -> TrialRecord | None:
+        if self.stop_reason or self.exhausted or len(self.tune.trials) >= self.plan.trials:
+            return None
+        parameters = self.suggester.ask()
+        if parameters is None:
+            self.exhausted = True
+            return None
+        trial = TrialRecord(len(self.tune.trials) + 1, parameters, RunStatus.RUNNING.value)
+        trial.run_id = new_run_id()
+        self.tune.trials.append(trial)
+        self.cancels[trial.trial] = threading.Event()
+        self.tunes.save_trial(self.tune.tune_id, trial)
+        return trial
+
+    def ended(self, trial: TrialRecord, record: RunRecord | None, error: str | None) -> None:
+        """Record a trial's end; decide whether the search stops (goal, failures)."""
+        _read_outcome(trial, record, error, self.plan.request.objective)
+        with self.lock:
+            self.tunes.save_trial(self.tune.tune_id, trial)
+            self.suggester.tell(trial.parameters, trial.value)
+            self._check_stop(trial)
+        self.say("trial", self.tune, trial)
+
+    def _check_stop(self, trial: TrialRecord) -> None:
+        request = self.plan.request
+        failed = sum(t.status == RunStatus.FAILED for t in self.tune.trials)
+        if failed > request.max_failed:
+            self.stop_reason = (
+                f"{failed} trials failed (more than --max-failed {request.max_failed})"
+            )
+        goal = request.goal
+        if goal is not None and trial.value is not None and trial.status == RunStatus.SUCCEEDED:
+            reached = trial.value >= goal if self.plan.maximize else trial.value <= goal
+            if reached:
+                self.stop_reason = self.stop_reason or "goal"
+
+
+def _read_outcome(
+    trial: TrialRecord, record: RunRecord | None, error: str | None, objective: str
+) -> None:
+    if record is None:
+        trial.status, trial.error = RunStatus.FAILED.value, error or "the trial did not run"
+        return
+    trial.seconds = round((record.finished or time.time()) - record.created, 3)
+    trial.steps_ran = [
+        s.name for s in record.steps.values() if not s.cached and s.status != "Pending"
+    ]
+    trial.status, trial.error = record.status, record.error
+    value = record.metrics.get(objective)
+    if record.status == RunStatus.SUCCEEDED:
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            trial.value = float(value)
+        else:
+            trial.status = RunStatus.FAILED.value
+            trial.error = f"the run reported no number for the objective {objective!r}"
+
+
+def tune_here(
+    plan: TunePlan,
+    config: CellPipe,
+    *,
+    home: Path | None = None,
+    listener: TuneListener | None = None,
+) -> TuneRecord:
+    """Run the tune's trials with the local engine; the tune's record as it ended.
+
+    Ctrl-C (KeyboardInterrupt) or `request.cancel` stops the search after the running trials,
+    keeping what finished; a second Ctrl-C stops the running trials too."""
+    home = home or cellpipe_home()
+    store = open_store(home)
+    tunes = TuneStore(store)
+    tune = plan.new_record()
+    say = listener or (lambda event, tune, trial: None)
+    tune.status = RunStatus.RUNNING.value
+    tunes.save(tune)
+    say("started", tune, None)
+    trials = _Trials(plan, tune, tunes, say)
+    engine = engine_here(LOCAL_ENGINE, config, home=home, store=store)
+
+    def run_trial(trial: TrialRecord) -> RunRecord:
+        request = RunRequest(
+            plan.prepared.pipeline,
+            plan.prepared.path or Path(plan.prepared.name),
+            dict(trial.parameters),
+            run_id=trial.run_id,
+            cancel=trials.cancels[trial.trial],
+            source=plan.prepared.notebook,
+        )
+        return engine.run(request)
+
+    interrupted = False
+    try:
+        _search(plan, trials, run_trial)
+    except KeyboardInterrupt:
+        interrupted = True
+    _finish(tune, trials, interrupted or plan.request.cancel.is_set())
+    tunes.save(tune)
+    say("ended", tune, None)
+    return tune
+
+
+def _search(plan: TunePlan, trials: _Trials, run_trial: Callable[[TrialRecord], RunRecord]) -> None:
+    """Keep up to `parallel` trials running until the search ends. The first trial runs
+    alone when steps are shared: its run leaves them in the step cache for the rest."""
+    cancel = plan.request.cancel
+    width = 1 if plan.shared_steps else plan.parallel
+    running: dict[Future[RunRecord], TrialRecord] = {}
+    with ThreadPoolExecutor(max_workers=plan.parallel, thread_name_prefix="cellpipe-trial") as pool:
+        try:
+            while True:
+                while len(running) < width and not cancel.is_set():
+                    trial = trials.next_trial()
+                    if trial is None:
+                        break
+                    running[pool.submit(run_trial, trial)] = trial
+                    trials.say("trial", trials.tune, trial)
+                if not running:
+                    return
+                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    _collect(trials, running.pop(future), future)
+                    width = plan.parallel
+        except KeyboardInterrupt:
+            _stop_after_running(trials, running)
+            raise
+
+
+def _collect(trials: _Trials, trial: TrialRecord, future: Future[RunRecord]) -> None:
+    try:
+        record, error = future.result(), None
+    except UserError as exc:
+        record, error = None, exc.message
+    except Exception as exc:  # a trial that could not run is a failed trial, not the end
+        record, error = None, repr(exc)
+    if record is None and trial.run_id:
+        record = trials.tunes.runs.get(trial.run_id)
+    trials.ended(trial, record, error)
+
+
+def _stop_after_running(trials: _Trials, running: dict[Future[RunRecord], TrialRecord]) -> None:
+    """Ctrl-C: no new trials; the running ones finish (a second Ctrl-C cancels them)."""
+    trials.stop_reason = "interrupted"
+    while running:
+        try:
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+        except KeyboardInterrupt:
+            for trial in running.values():
+                trials.cancels[trial.trial].set()
+            continue
+        for future in done:
+            _collect(trials, running.pop(future), future)
+
+
+def _finish(tune: TuneRecord, trials: _Trials, interrupted: bool) -> None:
+    tune.finished = time.time()
+    for trial in tune.trials:  # asked for, never started (Ctrl-C came between)
+        if trial.status == RunStatus.RUNNING and trials.tunes.runs.get(trial.run_id or "") is None:
+            trial.status, trial.error = RunStatus.CANCELLED.value, "the tune stopped before it ran"
+            trials.tunes.save_trial(tune.tune_id, trial)
+    reason = trials.stop_reason
+    succeeded = [t for t in tune.trials if t.status == RunStatus.SUCCEEDED]
+    if interrupted or reason == "interrupted":
+        tune.status, tune.error = (
+            RunStatus.CANCELLED.value,
+            "cancelled: the trials that finished are kept",
+        )
+    elif reason and reason != "goal":
+        tune.status, tune.error = RunStatus.FAILED.value, reason
+    elif not succeeded:
+        tune.status, tune.error = RunStatus.FAILED.value, "no trial succeeded"
+    else:
+        tune.status = RunStatus.SUCCEEDED.value
+        if reason == "goal":
+            tune.error = None
+            tune.settings["stopped"] = "the goal was reached"
+
+
+def open_tunes(home: Path | None = None) -> TuneStore:
+    """The tunes of `home`'s run store."""
+    return TuneStore(open_store(home or cellpipe_home()))
+
+
+__all__: list[Any] = [
+    "DEFAULT_TRIALS",
+    "TunePlan",
+    "TuneRequest",
+    "depending_steps",
+    "open_tunes",
+    "plan_tune",
+    "tune_here",
+]

@@ -59,6 +59,15 @@ CREATE TABLE IF NOT EXISTS steps (
     outputs TEXT,
     PRIMARY KEY (run_id, task)
 );
+CREATE TABLE IF NOT EXISTS services (
+    service_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    record TEXT NOT NULL
+);
 """
 # Version N's statements take a store of version N-1 to N. Columns only ever get added.
 _MIGRATIONS: dict[int, list[str]] = {

@@ -40,6 +40,9 @@ KFP_ENGINE = "kfp"
 TRAINING_ENGINES: tuple[str, ...] = ("pytorchjob", "tfjob", "xgboostjob", "mpijob", "trainjob")
 CLUSTER_ENGINES: tuple[str, ...] = (KFP_ENGINE, *TRAINING_ENGINES)
 ENGINES: tuple[str, ...] = (*LOCAL_ENGINES, *CLUSTER_ENGINES)
+# Serving engines (`cellpipe serve`): KServe's model server here, or an InferenceService.
+KSERVE_ENGINE = "kserve"
+SERVING_ENGINES: tuple[str, ...] = (LOCAL_ENGINE, KSERVE_ENGINE)
 
 # Builders, in the order people are offered them (the default first).
 APPEND_BUILDER = "append"

@@ -406,6 +406,7 @@ def run_one(
         "status": "Succeeded",
         "outputs": result.outputs,
         "metrics": result.metrics,
+        "models": result.models,
         "seconds": result.seconds,
     }
     (output_dir / RESULT_FILE).write_text(json.dumps(record))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import values
+from . import models, values
 from .cells import CellError, CellRecord, error_output
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent)
@@ -43,6 +43,7 @@ class StepFailed(Exception):
 class StepResult:
     outputs: dict[str, str] = field(default_factory=dict)  # name -> format
     metrics: dict[str, float] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> SavedModel json
     printed: str = ""
     seconds: float = 0.0
     cells: list[CellRecord] = field(default_factory=list)
@@ -144,6 +145,7 @@ def run_step(
         result = StepResult(printed=printed(records), cells=records)
         result.outputs = hand_on(step, namespace, output_dir)
         result.metrics = collect_metrics(step, namespace)
+        result.models = keep_models(step, namespace, output_dir)
     except StepFailed as exc:
         exc.cells = records
         failure = exc
@@ -200,6 +202,30 @@ def hand_on(step: dict[str, Any], namespace: dict[str, Any], output_dir: Path) -
         except values.UnsavableValue as exc:
             raise StepFailed(values.unsavable_message(name, value, step["name"], exc)) from None
     return formats
+
+
+def keep_models(
+    step: dict[str, Any], namespace: dict[str, Any], output_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Each of the step's models (`model:NAME`) in its serving format, in
+    `output_dir/OUTPUT` (OUTPUT: the component's Model output, bundle's `models`)."""
+    kept = {}
+    for name, output in (step.get("models") or {}).items():
+        if name not in namespace:
+            raise StepFailed(
+                f"step {step['name']!r} was to keep model {name!r} but did not define it "
+                "(was it set only inside an if or a loop that did not run?)"
+            )
+        try:
+            saved = models.save_model(name, namespace[name], output_dir / output, namespace)
+        except models.UnsavableModel as exc:
+            raise StepFailed(
+                f"model {name!r} of step {step['name']!r} could not be saved ({exc}); a model "
+                "must be a scikit-learn, XGBoost, LightGBM or PyTorch model, or a value "
+                "cloudpickle can write"
+            ) from None
+        kept[name] = {**saved.to_json(), "output": output}
+    return kept
 
 
 def collect_metrics(step: dict[str, Any], namespace: dict[str, Any]) -> dict[str, float]:

@@ -18,6 +18,7 @@ from cellpipe.launcher.vocabulary import (
     FORMATS,
     KFP_ENGINE,
     LOCAL_ENGINES,
+    SERVING_ENGINES,
 )
 from cellpipe.runtime.version import VERSION as __version__
 
@@ -132,6 +133,7 @@ def build_parser(
     )
     add_build_arguments(commands, for_magic)
     add_submit_arguments(commands, for_magic)
+    add_serve_arguments(commands)
     add_runs_arguments(commands)
     if for_magic:
         add_load_arguments(commands)
@@ -232,6 +234,35 @@ def add_submit_arguments(commands: Any, for_magic: bool = False) -> None:
         metavar="NAME",
         help="trainjob: the ClusterTrainingRuntime (default: torch-distributed)",
     )
+
+
+def add_serve_arguments(commands: Any) -> None:
+    """`cellpipe serve` (issue 19): its whole grammar in this one function."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve the model a run kept: here (KServe's model server) or as an InferenceService",
+        description="Serve a run's model (a step's `model:NAME` value). local: KServe's model "
+        "server on 127.0.0.1 with the V1 and V2 protocols, until Ctrl-C; kserve: a KServe "
+        "InferenceService, waited for until Ready.",
+    )
+    serve.add_argument("run", metavar="RUN", help="the run's id, or the start of it")
+    serve.add_argument("--model", metavar="NAME", help="which model (default: the run's only one)")
+    serve.add_argument("--engine", choices=SERVING_ENGINES, default=SERVING_ENGINES[0])
+    serve.add_argument("--name", metavar="SERVICE", help="the model's name in its URLs")
+    serve.add_argument("--port", type=int, metavar="P", help="local: the port (default: a free one)")
+    serve.add_argument("--gpus", metavar="N[:TYPE]", help="kserve: GPUs for the predictor")
+    serve.add_argument("--min-replicas", type=int, metavar="N")
+    serve.add_argument("--max-replicas", type=int, metavar="N")
+    serve.add_argument("--image", metavar="REF", help="kserve: the custom predictor's image")
+    serve.add_argument(
+        "--storage-uri", metavar="URI", help="kserve: where the cluster reads the model (s3://, pvc://)"
+    )
+    serve.add_argument("--namespace", metavar="NS", help="kserve: Kubernetes namespace")
+    serve.add_argument("--service-account", metavar="NAME", help="kserve: reads the storage")
+    serve.add_argument("--dry-run", action="store_true", help="kserve: print it, create nothing")
+    add_format_argument(serve)
+    serve.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: as kubectl)")
+    serve.add_argument("--context", metavar="NAME", help="kubeconfig context")
 
 
 def add_build_arguments(commands: Any, for_magic: bool = False) -> None:

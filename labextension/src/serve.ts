@@ -3,7 +3,25 @@
  * instances, the sample rows it starts with, the answer paired with what was sent, and which
  * service statuses mean "still starting".
  */
+import { errorMessage } from './model';
+import { CellPipeRequestError } from './request';
 import { IRunModel, JSONValue } from './tokens';
+
+/**
+ * What went wrong with a tune or serve request, for people: a 404 that is not the server's
+ * JSON (no `reason`) means the route itself is missing, a server extension older than this
+ * sidebar, not a missing tune or run.
+ */
+export function routeErrorMessage(error: unknown, route: string): string {
+  if (
+    error instanceof CellPipeRequestError &&
+    error.status === 404 &&
+    !error.reason
+  ) {
+    return `the server has no ${route} route: its cellpipe server extension is older than this sidebar (upgrade cellpipe on the server, then restart it)`;
+  }
+  return errorMessage(error);
+}
 
 /** The serving engines (ARCHITECTURE.md's vocabulary), with words for the dialog. */
 export const SERVE_ENGINES: Record<string, string> = {

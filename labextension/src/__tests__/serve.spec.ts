@@ -13,7 +13,7 @@ import { Widget } from '@lumino/widgets';
 import { act } from 'react';
 
 import { CellPipeClient } from '../api';
-import { requestAPI } from '../request';
+import { CellPipeRequestError, requestAPI } from '../request';
 import {
   cellText,
   isGone,
@@ -21,6 +21,7 @@ import {
   modelLabel,
   pairRows,
   readInstances,
+  routeErrorMessage,
   sampleText
 } from '../serve';
 import { IRunModel, IService } from '../tokens';
@@ -140,6 +141,31 @@ describe('the prediction form', () => {
       isStarting('Ready'),
       isGone('Stopped')
     ]).toEqual([true, false, true]);
+  });
+});
+
+describe('a refusal, for people', () => {
+  const refusal = (status: number, reason: string, message: string) =>
+    new CellPipeRequestError(
+      { status, statusText: '' } as Response,
+      reason,
+      message,
+      reason ? { message, reason } : null
+    );
+
+  it("says a route is missing when the 404 is not the server's own JSON", () => {
+    expect(routeErrorMessage(refusal(404, '', '<html>'), 'POST /tunes')).toBe(
+      'the server has no POST /tunes route: its cellpipe server extension is older than this sidebar (upgrade cellpipe on the server, then restart it)'
+    );
+    expect(
+      routeErrorMessage(
+        refusal(404, 'not_found', 'no run r9'),
+        'POST /services'
+      )
+    ).toBe('no run r9');
+    expect(
+      routeErrorMessage(refusal(400, '', 'bad search'), 'POST /tunes')
+    ).toBe('bad search');
   });
 });
 

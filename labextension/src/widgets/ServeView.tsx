@@ -26,6 +26,7 @@ import {
   modelLabel,
   pairRows,
   readInstances,
+  routeErrorMessage,
   sampleText,
   SERVE_ENGINES
 } from '../serve';
@@ -372,7 +373,10 @@ export async function serveRun(
       engine: choice.engine
     });
   } catch (error) {
-    await showErrorMessage('The model was not served', errorMessage(error));
+    await showErrorMessage(
+      'The model was not served',
+      routeErrorMessage(error, 'POST /services')
+    );
     return;
   }
   const model = models.find(m => m.name === service.model) ?? models[0] ?? null;

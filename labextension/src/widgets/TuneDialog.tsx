@@ -14,7 +14,7 @@ import {
 import { HTMLSelect } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { errorMessage } from '../model';
+import { routeErrorMessage } from '../serve';
 import { parameterText } from '../params';
 import { CellPipeContext, NotebookSession } from '../session';
 import { ICompileResult } from '../tokens';
@@ -160,55 +160,59 @@ function TuneForm(props: {
           steps, <code>a,b,c</code> choices.
         </p>
       </fieldset>
-      <div className="cp-Field">
-        <label htmlFor="cp-tune-objective">Objective</label>
-        <HTMLSelect
-          id="cp-tune-objective"
-          aria-label="Objective metric"
-          value={form.objective}
-          onChange={event => {
-            const objective = event.currentTarget.value;
-            onChange({ objective, direction: likelyDirection(objective) });
-          }}
-          options={
-            result.metrics.length
-              ? result.metrics
-              : [{ value: '', label: 'the notebook has no metrics' }]
-          }
-        />
-        <HTMLSelect
-          aria-label="Direction"
-          value={form.direction}
-          onChange={event =>
-            onChange({
-              direction: event.currentTarget.value as ITuneForm['direction']
-            })
-          }
-          options={['maximize', 'minimize']}
-        />
-      </div>
-      <div className="cp-Field">
-        <label htmlFor="cp-tune-algorithm">Algorithm</label>
-        <HTMLSelect
-          id="cp-tune-algorithm"
-          aria-label="Algorithm"
-          value={form.algorithm}
-          onChange={event => onChange({ algorithm: event.currentTarget.value })}
-          options={[...ALGORITHMS]}
-        />
-      </div>
-      {number('trials', 'Trials', 'all (grid)')}
-      {number('parallel', 'Parallel trials', 'the cores')}
-      {number('seed', 'Seed', 'none')}
-      <div className="cp-Field">
-        <label htmlFor="cp-tune-engine">Engine</label>
-        <HTMLSelect
-          id="cp-tune-engine"
-          aria-label="Tuning engine"
-          value={form.engine}
-          onChange={event => onChange({ engine: event.currentTarget.value })}
-          options={[...TUNE_ENGINES]}
-        />
+      <div className="cp-TuneSettings">
+        <div className="cp-Field">
+          <label htmlFor="cp-tune-objective">Objective</label>
+          <HTMLSelect
+            id="cp-tune-objective"
+            aria-label="Objective metric"
+            value={form.objective}
+            onChange={event => {
+              const objective = event.currentTarget.value;
+              onChange({ objective, direction: likelyDirection(objective) });
+            }}
+            options={
+              result.metrics.length
+                ? result.metrics
+                : [{ value: '', label: 'the notebook has no metrics' }]
+            }
+          />
+          <HTMLSelect
+            aria-label="Direction"
+            value={form.direction}
+            onChange={event =>
+              onChange({
+                direction: event.currentTarget.value as ITuneForm['direction']
+              })
+            }
+            options={['maximize', 'minimize']}
+          />
+        </div>
+        <div className="cp-Field">
+          <label htmlFor="cp-tune-algorithm">Algorithm</label>
+          <HTMLSelect
+            id="cp-tune-algorithm"
+            aria-label="Algorithm"
+            value={form.algorithm}
+            onChange={event =>
+              onChange({ algorithm: event.currentTarget.value })
+            }
+            options={[...ALGORITHMS]}
+          />
+        </div>
+        <div className="cp-Field">
+          <label htmlFor="cp-tune-engine">Engine</label>
+          <HTMLSelect
+            id="cp-tune-engine"
+            aria-label="Tuning engine"
+            value={form.engine}
+            onChange={event => onChange({ engine: event.currentTarget.value })}
+            options={[...TUNE_ENGINES]}
+          />
+        </div>
+        {number('trials', 'Trials', 'all (grid)')}
+        {number('parallel', 'Parallel trials', 'the cores')}
+        {number('seed', 'Seed', 'none')}
       </div>
       <p className="cp-Hint">
         Steps that use no tuned parameter run once; every trial reuses them.
@@ -266,6 +270,9 @@ export async function tuneNotebook(
     });
     openTunePanel(app, context, tune, session, result.parameter_types);
   } catch (error) {
-    await showErrorMessage('The tune did not start', errorMessage(error));
+    await showErrorMessage(
+      'The tune did not start',
+      routeErrorMessage(error, 'POST /tunes')
+    );
   }
 }

@@ -59,6 +59,23 @@ CREATE TABLE IF NOT EXISTS steps (
     outputs TEXT,
     PRIMARY KEY (run_id, task)
 );
+CREATE TABLE IF NOT EXISTS tunes (
+    tune_id TEXT PRIMARY KEY,
+    notebook TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tune_trials (
+    tune_id TEXT NOT NULL REFERENCES tunes(tune_id) ON DELETE CASCADE,
+    trial INTEGER NOT NULL,
+    run_id TEXT,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (tune_id, trial)
+);
 CREATE TABLE IF NOT EXISTS services (
     service_id TEXT PRIMARY KEY,
     run_id TEXT NOT NULL,
@@ -86,6 +103,18 @@ _MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN updated REAL",
     ],
 }
+
+
+def table_statements(*tables: str) -> list[str]:
+    """The schema's CREATE statements of `tables`, for code that keeps tables of its own in
+    the store (tunes, services) to run on a store made before them (IF NOT EXISTS: no
+    migration, no new column)."""
+    return [
+        statement
+        for statement in _SCHEMA.split(";")
+        for table in tables
+        if statement.strip().startswith(f"CREATE TABLE IF NOT EXISTS {table} (")
+    ]
 
 
 def cellpipe_home() -> Path:

@@ -40,6 +40,11 @@ KFP_ENGINE = "kfp"
 TRAINING_ENGINES: tuple[str, ...] = ("pytorchjob", "tfjob", "xgboostjob", "mpijob", "trainjob")
 CLUSTER_ENGINES: tuple[str, ...] = (KFP_ENGINE, *TRAINING_ENGINES)
 ENGINES: tuple[str, ...] = (*LOCAL_ENGINES, *CLUSTER_ENGINES)
+# Tuning engines (`cellpipe tune`): the trials here, or a Katib Experiment on the cluster.
+KATIB_ENGINE = "katib"
+TUNING_ENGINES: tuple[str, ...] = (LOCAL_ENGINE, KATIB_ENGINE)
+# Their search algorithms (Katib's names for them: launcher/tune_spaces.py).
+TUNE_ALGORITHMS: tuple[str, ...] = ("grid", "random", "bayesian", "tpe")
 # Serving engines (`cellpipe serve`): KServe's model server here, or an InferenceService.
 KSERVE_ENGINE = "kserve"
 SERVING_ENGINES: tuple[str, ...] = (LOCAL_ENGINE, KSERVE_ENGINE)

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("runs", "cancel_command"),
     "delete": ("runs", "delete_command"),
     "gpus": ("runs", "gpus_command"),
+    "tune": ("tune", "tune_command"),
     "serve": ("serve", "serve_command"),
 }
 

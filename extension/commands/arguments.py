@@ -19,6 +19,8 @@ from cellpipe.launcher.vocabulary import (
     KFP_ENGINE,
     LOCAL_ENGINES,
     SERVING_ENGINES,
+    TUNE_ALGORITHMS,
+    TUNING_ENGINES,
 )
 from cellpipe.runtime.version import VERSION as __version__
 
@@ -133,6 +135,7 @@ def build_parser(
     )
     add_build_arguments(commands, for_magic)
     add_submit_arguments(commands, for_magic)
+    add_tune_arguments(commands, for_magic)
     add_serve_arguments(commands)
     add_runs_arguments(commands)
     if for_magic:
@@ -234,6 +237,54 @@ def add_submit_arguments(commands: Any, for_magic: bool = False) -> None:
         metavar="NAME",
         help="trainjob: the ClusterTrainingRuntime (default: torch-distributed)",
     )
+
+
+def add_tune_arguments(commands: Any, for_magic: bool = False) -> None:
+    """`cellpipe tune` (issue 18): its whole grammar in this one function."""
+    tune = commands.add_parser(
+        "tune",
+        help="search the notebook's parameters for the best value of a metric",
+        description="Run trials of the pipeline with parameters from the search spaces and "
+        "report the best (here, trials side by side, the steps that use no tuned parameter "
+        "run once; or --engine katib: a Katib Experiment). SPACE: 1..6 (integers), "
+        "0.001..0.1 (floats), 0.001..0.1:log, 0.1..0.9:0.2 (steps), a,b,c (values).",
+    )
+    add_notebook_argument(tune, for_magic)
+    tune.add_argument(
+        "--objective", required=True, metavar="METRIC", help="a metric of the notebook"
+    )
+    direction = tune.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--maximize", action="store_true")
+    direction.add_argument("--minimize", action="store_true")
+    tune.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        required=True,
+        metavar="NAME=SPACE",
+        help="a parameter and its space (repeatable)",
+    )
+    tune.add_argument("--trials", type=int, metavar="N", help="default: 12; grid: the whole grid")
+    tune.add_argument("--parallel", type=int, metavar="P", help="default: the cores")
+    tune.add_argument("--algorithm", choices=TUNE_ALGORITHMS, default="random")
+    tune.add_argument("--seed", type=int, metavar="S")
+    tune.add_argument("--goal", type=float, metavar="VALUE", help="stop once a trial reaches it")
+    tune.add_argument(
+        "--max-failed", type=int, default=3, metavar="N", help="stop after more failed trials"
+    )
+    tune.add_argument("--engine", choices=TUNING_ENGINES, default=TUNING_ENGINES[0])
+    tune.add_argument("--image", metavar="REF", help="katib: run in this built image (no build)")
+    tune.add_argument("--registry", metavar="HOST/REPO", help="katib: where the image is pushed")
+    tune.add_argument("--builder", choices=BUILDERS_HERE, help="katib: how the image is built")
+    tune.add_argument("--namespace", metavar="NS", help="katib: Kubernetes namespace")
+    tune.add_argument("--pvc", metavar="NAME", help="katib: an existing claim for shared values")
+    tune.add_argument("--storage-size", default="10Gi", metavar="SIZE", help="katib: 10Gi")
+    tune.add_argument(
+        "--dry-run", action="store_true", help="katib: print the objects and send nothing"
+    )
+    add_format_argument(tune)
+    tune.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: as kubectl)")
+    tune.add_argument("--context", metavar="NAME", help="kubeconfig context")
 
 
 def add_serve_arguments(commands: Any) -> None:

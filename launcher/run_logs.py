@@ -167,6 +167,21 @@ def _follow_cluster(runs: Runs, record: RunRecord) -> Iterator[tuple[LogSection,
         yield section, text
 
 
+def step_output(engine: str, step: StepRecord) -> str:
+    """What a step of a run here printed, as soon as the engine says it ended (the display
+    of `cellpipe run`): read from the run's folder, which its outputs folder is inside."""
+    if step.outputs is None:
+        return ""
+    folder = Path(step.outputs)  # RUN/steps/TASK (local), RUN/kfp/PIPELINE-RUN/TASK (kfp-local)
+    run_dir = folder.parents[2] if engine == KFP_LOCAL_ENGINE else folder.parents[1]
+    # a record of this run as far as reading its logs goes: its folder, engine and the step
+    record = RunRecord(run_dir.name, "", "", engine, step.status, 0.0, str(run_dir))
+    if engine == KFP_LOCAL_ENGINE:
+        record.steps = {step.name: step}
+        return _kfp_local_sections(record)[1].text
+    return local_log_tail(record, step).text
+
+
 def _sections(runs: Runs, record: RunRecord) -> list[LogSection]:
     if runs.config.engine_location(record.engine) == "cluster":
         return [_cluster_section(runs, record, step) for step in record.steps.values()]
@@ -275,4 +290,5 @@ __all__ = [
     "run_log",
     "run_summary",
     "split_kfp_local_log",
+    "step_output",
 ]

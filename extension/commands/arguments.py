@@ -129,6 +129,12 @@ def build_parser(
     add_format_argument(run_cmd)
     run_cmd.add_argument("--no-cache", action="store_true", help="run every step again")
     run_cmd.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="show each step's line only, not what it printed (`cellpipe logs RUN` has it)",
+    )
+    run_cmd.add_argument(
         "--require-gpus",
         action="store_true",
         help="fail, rather than run on the CPU, when a step asks for GPUs this machine lacks",

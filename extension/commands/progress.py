@@ -1,18 +1,25 @@
-"""How `cellpipe run` shows its steps: a live table on a terminal, plain lines otherwise.
+"""How `cellpipe run` shows its steps as they go: each step's line when it ends, in its
+status's colour, with what the step printed under it; on a terminal a live list of the steps
+still running (a clock each) and waiting stays under them until the run ends.
 
-The engines call a listener with ("started" | "finished" | "cached", StepRecord). Plain lines
-suit logs and CI; on a terminal the table of all steps is redrawn in place, with a clock
-ticking for the steps that are running.
+The engines call a listener with ("started" | "finished" | "cached", StepRecord). Statuses
+are the vocabulary's words (`Succeeded`, `Failed`, `Cancelled`), as `status` and the sidebar
+say them. What a step printed is read by `printed(step)` (launcher/run_logs.step_output);
+without it, or with `quiet`, the lines stand alone.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from typing import Protocol, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .terminal import terminal_safe, unfiltered
+from .terminal import STATUS_STYLES, console_for, safe_text, terminal_safe
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
 
 
 class StepLike(Protocol):
@@ -21,92 +28,162 @@ class StepLike(Protocol):
     seconds: float | None
 
 
-_MARKS = {"Succeeded": "ok", "Failed": "FAIL", "Cancelled": "skip"}
+Printed = Callable[[Any], str]  # a finished step -> what it printed
+
+STATUS_WIDTH = len("Succeeded")  # the longest status word
+OUTPUT_INDENT = "      "
+MAX_OUTPUT_LINES = 200  # more of a step's output: `cellpipe logs RUN --step STEP`
+
+
+class StepLines:
+    """The lines of a run's steps, made once for both displays: a finished step's line and
+    what it printed, indented under it."""
+
+    def __init__(
+        self,
+        console: Console,
+        step_names: Sequence[str],
+        printed: Printed | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.console = console
+        self.width = max((len(terminal_safe(n)) for n in step_names), default=0)
+        self.printed = None if quiet else printed
+
+    def line(self, status: str, name: str, note: str) -> RenderableType:
+        from rich.text import Text
+
+        text = Text("  ")
+        text.append(f"{status:<{STATUS_WIDTH}}", STATUS_STYLES.get(status, ""))
+        text.append(
+            f"  {terminal_safe(name):<{self.width}}" if note else f"  {terminal_safe(name)}"
+        )
+        if note:
+            text.append(f"  {note}", "dim")
+        return text
+
+    def finished(self, event: str, step: StepLike) -> list[RenderableType]:
+        note = "cached" if event == "cached" else _seconds(step.seconds)
+        shown = [self.line(step.status, step.name, note)]
+        output = self.output(step)
+        if output:
+            shown.append(safe_text(output))
+        return shown
+
+    def output(self, step: StepLike) -> str:
+        if self.printed is None:
+            return ""
+        text = self.printed(step).rstrip()
+        if not text:
+            return ""
+        lines = text.splitlines()
+        more = len(lines) - MAX_OUTPUT_LINES
+        kept = lines[-MAX_OUTPUT_LINES:] if more > 0 else lines
+        head = (
+            [f"... {more} lines before these (cellpipe logs RUN --step NAME)"] if more > 0 else []
+        )
+        return "".join(f"{OUTPUT_INDENT}{line}\n" for line in [*head, *kept]).rstrip("\n")
 
 
 class PlainProgress:
-    """One line when a step starts and one when it ends."""
+    """A line when a step starts, and its line and output when it ends: for logs and CI."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        step_names: Sequence[str] = (),
+        printed: Printed | None = None,
+        quiet: bool = False,
+    ) -> None:
         self.out = out
+        self.console = console_for(out)
+        self.lines = StepLines(self.console, step_names, printed, quiet)
+        self.lock = threading.Lock()
 
     def __call__(self, event: str, step: StepLike) -> None:
-        name = terminal_safe(step.name)
-        if event == "started":
-            line = f"  ... {name}"
-        elif event == "cached":
-            line = f"  ok  {name} (cached)"
-        else:
-            line = f"  {_MARKS.get(step.status, '?'):<3} {name}{_seconds(step.seconds)}"
-        print(line, file=self.out, flush=True)
+        with self.lock:
+            if event == "started":
+                self.console.print(self.lines.line("Running", step.name, ""))
+            else:
+                for shown in self.lines.finished(event, step):
+                    self.console.print(shown)
+            self.out.flush()
 
     def close(self) -> None:
         pass
 
 
 class TerminalProgress:
-    """All steps at once, redrawn in place (ANSI cursor movement) as they change."""
+    """Finished steps printed as they end, with their output; under them, redrawn in place
+    (rich's Live), the steps running (with a clock) and those waiting."""
 
-    TICK_SECONDS = 0.2
+    REFRESH_PER_SECOND = 5
 
-    def __init__(self, out: TextIO, step_names: Sequence[str]) -> None:
-        self.out = out
-        self.names = [terminal_safe(n) for n in step_names]
-        self.width = max((len(n) for n in self.names), default=0)
+    def __init__(
+        self,
+        out: TextIO,
+        step_names: Sequence[str],
+        printed: Printed | None = None,
+        quiet: bool = False,
+    ) -> None:
+        from rich.live import Live
+
+        self.console = console_for(out)
+        self.lines = StepLines(self.console, step_names, printed, quiet)
+        self.waiting = list(step_names)
         self.started: dict[str, float] = {}
-        self.finished: dict[str, str] = {}
         self.lock = threading.Lock()
-        self.drawn = 0
-        self.stop = threading.Event()
-        self._draw()
-        self.ticker = threading.Thread(target=self._tick, name="cellpipe-progress", daemon=True)
-        self.ticker.start()
+        self.live: Live = Live(
+            get_renderable=self._unfinished,
+            console=self.console,
+            refresh_per_second=self.REFRESH_PER_SECOND,
+            transient=True,
+        )
+        self.live.start()
 
     def __call__(self, event: str, step: StepLike) -> None:
-        name = terminal_safe(step.name)
-        with self.lock:
+        with self.lock:  # the state only: Live's own thread reads it to redraw
             if event == "started":
-                self.started[name] = time.monotonic()
-            elif event == "cached":
-                self.finished[name] = f"ok   {name:<{self.width}}  cached"
-            else:
-                mark = _MARKS.get(step.status, "?")
-                self.finished[name] = f"{mark:<4} {name:<{self.width}} {_seconds(step.seconds)}"
-            self._draw()
+                self.started[step.name] = time.monotonic()
+                return
+            self.started.pop(step.name, None)
+            if step.name in self.waiting:
+                self.waiting.remove(step.name)
+        self.live.refresh()  # the live part without this step before its line is printed
+        for shown in self.lines.finished(event, step):  # printed above the live part
+            self.live.console.print(shown)
 
     def close(self) -> None:
-        self.stop.set()
-        self.ticker.join()
+        self.live.stop()
+
+    def _unfinished(self) -> RenderableType:
+        from rich.console import Group
+
         with self.lock:
-            self._draw()
-
-    def _tick(self) -> None:
-        while not self.stop.wait(self.TICK_SECONDS):
-            with self.lock:
-                if set(self.started) - set(self.finished):
-                    self._draw()
-
-    def _line(self, name: str) -> str:
-        if name in self.finished:
-            return self.finished[name]
-        if name in self.started:
-            elapsed = time.monotonic() - self.started[name]
-            return f"...  {name:<{self.width}}  {elapsed:.1f} s"
-        return f" -   {name:<{self.width}}"
-
-    def _draw(self) -> None:
-        up = f"\x1b[{self.drawn}F" if self.drawn else ""
-        lines = "".join(f"\x1b[2K  {self._line(n)}\n" for n in self.names)
-        out = unfiltered(self.out)  # cellpipe's own cursor moves; the names are made safe
-        out.write(up + lines)
-        out.flush()
-        self.drawn = len(self.names)
+            now = time.monotonic()
+            shown = [
+                self.lines.line(
+                    "Running" if name in self.started else "Pending",
+                    name,
+                    f"{now - self.started[name]:.1f} s" if name in self.started else "",
+                )
+                for name in self.waiting
+            ]
+        return Group(*shown)
 
 
 def _seconds(seconds: float | None) -> str:
-    return f" {seconds:.2f} s" if seconds is not None else ""
+    return f"{seconds:.2f} s" if seconds is not None else ""
 
 
-def progress_for(out: TextIO, step_names: Sequence[str]) -> PlainProgress | TerminalProgress:
+def progress_for(
+    out: TextIO,
+    step_names: Sequence[str],
+    printed: Printed | None = None,
+    quiet: bool = False,
+) -> PlainProgress | TerminalProgress:
+    """The live display on a terminal; plain lines when the output is piped or a file."""
     interactive = getattr(out, "isatty", lambda: False)()
-    return TerminalProgress(out, step_names) if interactive else PlainProgress(out)
+    if interactive:
+        return TerminalProgress(out, step_names, printed, quiet)
+    return PlainProgress(out, step_names, printed, quiet)

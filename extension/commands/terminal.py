@@ -96,9 +96,11 @@ def console_for(stream: TextIO) -> Console:
     from rich.console import Console
 
     colour = wants_colour(stream)
+    interactive = bool(getattr(stream, "isatty", lambda: False)())
     return Console(
         file=unfiltered(stream),
-        force_terminal=colour,
+        # a terminal with NO_COLOR stays a terminal (the live display), without colour
+        force_terminal=True if colour else (None if interactive else False),
         no_color=not colour,
         color_system="auto" if colour else None,
         markup=False,

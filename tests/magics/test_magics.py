@@ -241,7 +241,7 @@ def test_run_shows_steps_and_metrics_and_load_brings_values_back(
     data = [i * 1.5 for i in range(4)]
     assert view.metrics["total"] == sum(data)
     printed = capsys.readouterr().out
-    assert "  ok  make data" in printed  # the steps as they ran (a terminal: plain lines)
+    assert "  Succeeded  make data" in printed  # the steps as they ran (a terminal: plain lines)
     html = view._repr_html_()
     assert "<svg" in html and "#16a34a" in html  # the DAG, coloured by status
     assert "ratio" in html and "Succeeded" in html

@@ -51,6 +51,8 @@ class _Collected:
     parameter_cells: list[Cell] = field(default_factory=list)
     metric_cells: list[Cell] = field(default_factory=list)
     own_report: set[str] = field(default_factory=set)  # steps whose own tags say report:
+    # step -> (model name, cell index, cell id) of each `model:NAME` tag on its cells
+    models: dict[str, list[tuple[str, int, str | None]]] = field(default_factory=dict)
 
 
 def build_pipeline(
@@ -268,6 +270,7 @@ def _add_to_step(
         collected.trees[name].append((cell.index, cell.tree))
     tags = cell.tags
     collected.after[name].extend((a, cell.index, cell.id) for a in tags.after)
+    collected.models.setdefault(name, []).extend((m, cell.index, cell.id) for m in tags.models)
     _merge_resources(step, tags, cell, diagnostics)
     options = step.options
     options.retries = tags.retries if tags.retries is not None else options.retries
@@ -435,6 +438,7 @@ def _flow(pipeline: Pipeline, collected: _Collected, diagnostics: list[Diagnosti
         return
     dataflow.resolve_values(flows, graph, pipeline.parameters, diagnostics)
     _resolve_metrics(pipeline, flows, collected, diagnostics)
+    _resolve_models(pipeline, flows, collected, diagnostics)
     _warn_shared_files(flows, diagnostics)
 
 
@@ -466,6 +470,51 @@ def _resolve_metrics(
         if name not in step.hands_on:
             step.hands_on.append(name)
         pipeline.metrics.append(name)
+
+
+def _resolve_models(
+    pipeline: Pipeline,
+    flows: list[dataflow.StepFlow],
+    collected: _Collected,
+    diagnostics: list[Diagnostic],
+) -> None:
+    """Each step's models: its `model:NAME` tags, and (Kale 2.x) a bare name with "model" in
+    it on the step's last line, which Kale keeps as a KFP Model though no step reads it."""
+    for flow in flows:
+        step = flow.step
+        for name, cell_index, cell_id in collected.models.get(step.name, []):
+            if name in flow.usage.writes or name in step.receives:
+                if name not in step.models:
+                    step.models.append(name)
+                continue
+            diagnostics.append(
+                Diagnostic(
+                    f"model {name!r} is not a value step {step.name!r} makes or receives; tag "
+                    "model:NAME on the step that assigns NAME (e.g. model:clf after clf.fit(...))",
+                    cell_index,
+                    cell_id,
+                    step.name,
+                )
+            )
+        trailing = _trailing_name(collected.trees.get(step.name, []))
+        if (
+            trailing
+            and "model" in trailing.lower()
+            and trailing in flow.usage.writes
+            and trailing not in pipeline.parameters
+            and trailing not in step.models
+        ):
+            step.models.append(trailing)
+
+
+def _trailing_name(trees: list[tuple[int, ast.Module]]) -> str | None:
+    """The bare name on a step's last line (Kale's get_trailing_variable), or None."""
+    if not trees or not trees[-1][1].body:
+        return None
+    last = trees[-1][1].body[-1]
+    if isinstance(last, ast.Expr) and isinstance(last.value, ast.Name):
+        return last.value.id
+    return None
 
 
 def _parameter_metric(

@@ -45,6 +45,7 @@ def make_bundle(pipeline: Pipeline, workdir: str | None = None) -> dict[str, Any
                 "hands_on": list(step.hands_on),
                 "parameters": list(step.parameters),
                 "metrics": list(step.metrics),
+                "models": step.model_outputs(),  # name -> the component's Model output
                 "cache": step.options.cache,
                 "report": step.options.report,  # keep a report of the cells' outputs
                 "gpus": step.resources.gpu.count if step.resources.gpu else 0,

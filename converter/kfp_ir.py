@@ -24,6 +24,8 @@ from .model import Pipeline, Step
 
 ARTIFACT_TYPE = "system.Artifact@0.0.1"
 METRICS_TYPE = "system.Metrics@0.0.1"
+# A model a step makes (`model:NAME`): a kfp `Model` output, kept whether or not a step reads it.
+MODEL_TYPE = "system.Model@0.0.1"
 METRICS_OUTPUT = "cellpipe_metrics"
 # The step's cells and their outputs as an HTML page (kfp.dsl.HTML): the KFP UI shows it, and
 # the executed notebook of a run is assembled from it (runtime/report_html.py writes it).
@@ -76,6 +78,8 @@ def step_component(step: Step, pipeline: Pipeline) -> python_component.PythonCom
     }
     if step.metrics:
         outputs[METRICS_OUTPUT] = structures.OutputSpec(type=METRICS_TYPE)
+    for output_name in step.model_outputs().values():
+        outputs[output_name] = structures.OutputSpec(type=MODEL_TYPE)
     if step.options.report:  # on unless `report:disabled`
         outputs[REPORT_OUTPUT] = structures.OutputSpec(type=REPORT_TYPE)
     container = structures.ContainerSpecImplementation(

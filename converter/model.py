@@ -142,6 +142,8 @@ class CellCode:
 # value of such a name is renamed in the component and in the pipeline's inputs
 # (Step.kfp_names, Pipeline.kfp_parameter_names), never refused.
 KFP_RESERVED_NAMES = frozenset({"self", "Output", "cellpipe_metrics", "cellpipe_report"})
+# A model's output in its step's component (a kfp `Model` artifact): cellpipe_model_NAME.
+MODEL_OUTPUT_PREFIX = "cellpipe_model_"
 
 
 # The names KFP takes for inputs and outputs (kfp.dsl.pipeline_channel, less what a Python
@@ -203,6 +205,7 @@ class Step:
     parameters: list[str] = field(default_factory=list)  # pipeline parameters the step reads
     received_from: dict[str, str] = field(default_factory=dict)  # name -> producing step's name
     metrics: list[str] = field(default_factory=list)  # metrics this step reports
+    models: list[str] = field(default_factory=list)  # values kept as models (`model:NAME`)
     resources: Resources = field(default_factory=Resources)
     options: StepOptions = field(default_factory=StepOptions)
     base_image: str | None = None  # `image:REF`; None means the notebook's base
@@ -228,6 +231,11 @@ class Step:
         inputs = {name: give(name, "_in") for name in self.receives}
         return KfpNames(parameters=parameters, inputs=inputs, outputs=outputs)
 
+    def model_outputs(self) -> dict[str, str]:
+        """The component's `Model` output of each model the step makes: MODEL_OUTPUT_PREFIX and
+        the name (as KFP takes it), apart from the values it hands on."""
+        return {name: f"{MODEL_OUTPUT_PREFIX}{kfp_name(name)}" for name in self.models}
+
     def input_artifact_names(self) -> dict[str, str]:
         """The KFP input name of each received value (`kfp_names().inputs`)."""
         return self.kfp_names().inputs
@@ -241,6 +249,7 @@ class Step:
             "hands_on": list(self.hands_on),
             "parameters": list(self.parameters),
             "metrics": list(self.metrics),
+            "models": list(self.models),
             "resources": self.resources.to_json(),
             "options": self.options.to_json(),
             "base_image": self.base_image,
@@ -342,6 +351,11 @@ class Pipeline:
             "parameters": {name: p.default for name, p in self.parameters.items()},
             "parameter_types": {name: p.type for name, p in self.parameters.items()},
             "metrics": list(self.metrics),
+            "models": [
+                {"name": name, "step": step.name, "task": step.task, "output": output}
+                for step in self.steps
+                for name, output in step.model_outputs().items()
+            ],
             "requirements": list(self.requirements),
             "warnings": [d.to_json() for d in self.warnings],
             "notes": [d.to_json() for d in self.notes],

@@ -57,6 +57,7 @@ class CellTags:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     report: bool | None = None
+    models: list[str] = field(default_factory=list)  # `model:NAME`: a value served as a model
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -81,6 +82,7 @@ class CellTags:
             or self.labels
             or self.annotations
             or self.report is not None
+            or bool(self.models)
         )
 
 
@@ -169,6 +171,8 @@ def _apply_tag(parsed: CellTags, tag: str, gpu_resource: str) -> None:
             parsed.report = value in ("enabled", "on", "true")
         else:
             parsed.errors.append(f"tag {tag!r}: write report:enabled or report:disabled")
+    elif key == "model":
+        _apply_model(parsed, tag, value.strip())
     elif key == "notebook":
         parsed.warnings.append(
             f"tag {tag!r}: Kale's notebook: steps (another notebook as a step) are not supported "
@@ -256,6 +260,17 @@ def _apply_cache(parsed: CellTags, tag: str, value: str) -> None:
         parsed.errors.append(f"tag {tag!r}: write cache:off or cache:on")
 
 
+def _apply_model(parsed: CellTags, tag: str, name: str) -> None:
+    """`model:NAME`: the step's value NAME is the pipeline's model (issue 19: kept as a KFP
+    Model artifact in the format a serving runtime reads)."""
+    if not name.isidentifier():
+        parsed.errors.append(
+            f"tag {tag!r}: write model:NAME with NAME the variable holding the model (model:clf)"
+        )
+    elif name not in parsed.models:
+        parsed.models.append(name)
+
+
 def _apply_env(parsed: CellTags, tag: str, value: str) -> None:
     name, sep, env_value = value.partition("=")
     if not sep or not _ENV_NAME.fullmatch(name):
@@ -324,8 +339,15 @@ class StepLineError(ValueError):
 
 STEP_LINE_USAGE = (
     "%%step NAME [--after A [B ...]] [--gpu N[:TYPE]] [--cpu Q] [--memory Q] [--image REF]"
+    " [--model NAME]"
 )
-_STEP_OPTIONS = {"--after": "after", "--gpu": "gpu", "--cpu": "cpu", "--memory": "memory"}
+_STEP_OPTIONS = {
+    "--after": "after",
+    "--gpu": "gpu",
+    "--cpu": "cpu",
+    "--memory": "memory",
+    "--model": "model",
+}
 
 
 def parse_step_line(line: str) -> StepLine:

@@ -82,6 +82,12 @@ def _run(bundle: dict[str, Any], task: str, kwargs: dict[str, Any]) -> None:
         artifact = kwargs[output_artifacts[name]]
         _move(scratch / name, Path(artifact.path))
         artifact.metadata["cellpipe_format"] = fmt
+    for saved in result.models.values():  # a Model artifact, in the runtime's format
+        artifact = kwargs[saved["output"]]
+        _move(scratch / saved["output"], Path(artifact.path))
+        artifact.metadata.update(
+            {"cellpipe_format": saved["format"], "cellpipe_versions": saved["versions"]}
+        )
     if step["metrics"]:
         for name, number in result.metrics.items():
             kwargs[METRICS_OUTPUT].log_metric(name, number)
@@ -130,7 +136,7 @@ def _move(source: Path, destination: Path) -> None:
 
 
 def _make_entry() -> Any:
-    from kfp.dsl import HTML, Artifact, Input, Metrics, Output
+    from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 
     bundle = load_bundle()
     task = _argument("--cellpipe_step")
@@ -152,6 +158,8 @@ def _make_entry() -> Any:
         annotations[output_name] = Output[Artifact]
     if step["metrics"]:
         annotations[METRICS_OUTPUT] = Output[Metrics]
+    for model_output in (step.get("models") or {}).values():
+        annotations[model_output] = Output[Model]
     if declares_report(step):
         annotations[REPORT_OUTPUT] = Output[HTML]
     parameters = [

@@ -1,0 +1,94 @@
+"""The served models of this machine's run store, as every front door sees them (issue 19):
+start one here or on the cluster, list them (their status asked anew), stop them, call them.
+launcher/serving.py serves here, launcher/kserve_flow.py on the cluster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .errors import NotFound
+from .k8s import KubeSettings
+from .service_records import STOPPED, ServiceRecord, ServiceStore
+from .serving import (
+    RunModel,
+    ServeRequest,
+    local_status,
+    predict,
+    refuse_unless_ready,
+    run_models,
+    start_local,
+    stop_process,
+)
+from .store import RunNotFound, RunRecord, RunStore, cellpipe_home, find_run, open_store
+
+
+class Services:
+    """Start, list, refresh, stop and call the models served from this store's runs."""
+
+    def __init__(self, home: Path | None = None, store: RunStore | None = None) -> None:
+        self.home = home or cellpipe_home()
+        self.runs = store or open_store(self.home)
+        self.records = ServiceStore(self.runs)
+
+    def find_run(self, text: str) -> RunRecord:
+        try:
+            return find_run(self.runs, text)
+        except RunNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    def models(self, run_id: str) -> list[RunModel]:
+        return run_models(self.find_run(run_id))
+
+    def serve_here(self, request: ServeRequest) -> tuple[ServiceRecord, subprocess.Popen[bytes]]:
+        """A local service, started and ready, recorded; the caller keeps or waits on it."""
+        service, process = start_local(self.find_run(request.run_id), request, self.home)
+        self.records.save(service)
+        return service, process
+
+    def get(self, service_id: str) -> ServiceRecord:
+        service = self.records.get(service_id)
+        status = local_status(service)
+        if status != service.status:
+            service.status = status
+            self.records.save(service)
+        return service
+
+    def all(self, run_id: str | None = None) -> list[ServiceRecord]:
+        return [self.get(s.service_id) for s in self.records.list(run_id)]
+
+    def serve_on_cluster(
+        self, request: ServeRequest, kube: KubeSettings, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """An InferenceService for the run's model, Ready (or only shown: dry_run)."""
+        from .kserve_flow import serve_on_cluster
+
+        result, service = serve_on_cluster(self.find_run(request.run_id), request, kube, dry_run)
+        if service is not None:
+            self.records.save(service)
+        return result
+
+    def stop(self, service_id: str, kube: KubeSettings | None = None) -> ServiceRecord:
+        """Stop a local model server, or delete an InferenceService; forget the record."""
+        service = self.records.get(service_id)
+        if service.engine == "local" and service.pid is not None and service.status != STOPPED:
+            stop_process(service.pid)
+        elif service.engine != "local":
+            from .kserve_flow import delete_inference_service
+
+            delete_inference_service(kube, service.name, service.namespace)
+        service.status = STOPPED
+        self.records.delete(service_id)
+        return service
+
+    def stop_for_run(self, run_id: str, kube: KubeSettings | None = None) -> list[str]:
+        """Stop every service of a run (before the run and its models are deleted)."""
+        return [self.stop(s.service_id, kube).service_id for s in self.records.list(run_id)]
+
+    def predict(self, service_id: str, instances: list[Any]) -> dict[str, Any]:
+        """The service's V1 answer to `{"instances": ...}`."""
+        service = self.get(service_id)
+        refuse_unless_ready(service)
+        return {"predictions": predict(service.url, instances, service.name)}

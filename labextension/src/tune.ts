@@ -460,6 +460,8 @@ export function objectiveChart(
     (found, trial) => (better(trial.value, found) ? trial.value : found),
     scored[0].value
   );
+  // ties: the first trial that reached it is the best, as the tune's own `best` says
+  const bestTrial = scored.find(trial => trial.value === bestOverall)!.trial;
   let best = scored[0].value;
   const path = [`M${x(first).toFixed(1)},${y(best).toFixed(1)}`];
   const points = scored.map(trial => {
@@ -472,7 +474,7 @@ export function objectiveChart(
       y: y(trial.value),
       trial: trial.trial,
       value: trial.value,
-      best: trial.value === bestOverall
+      best: trial.trial === bestTrial
     };
   });
   path.push(`H${x(last).toFixed(1)}`);

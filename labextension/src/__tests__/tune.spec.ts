@@ -329,6 +329,7 @@ describe('the objective chart', () => {
     expect(objectiveChart([trial(1, null)], 'maximize').points).toEqual([]);
     const one = objectiveChart([trial(1, 0.8), trial(2, 0.8)], 'maximize');
     expect(one.points.every(p => Number.isFinite(p.y))).toBe(true);
+    expect(one.points.map(p => p.best)).toEqual([true, false]); // the first to reach it
     expect(one.yTicks.map(t => t.label)).toEqual(['0.760', '0.800', '0.840']);
   });
 });

@@ -53,21 +53,31 @@ class SpawnFailed(web.HTTPError):
     JupyterHub shows `jupyterhub_message` to the user wherever the spawn's failure surfaces
     (above the form when it fails at once, on the pending page's progress, on the "not
     running" page after it) instead of "HTTP 500: Internal Server Error", and logs an
-    HTTPError raised by start() in one line, without a traceback."""
+    HTTPError raised by start() in one line, without a traceback. 503 by default: what is
+    asked cannot be had here now (and JupyterHub dumps the request's headers into its log
+    for other 5xx answers)."""
 
-    def __init__(self, message: str, status_code: int = 500) -> None:
+    def __init__(self, message: str, status_code: int = 503) -> None:
         super().__init__(status_code, "%s", message)
         self.jupyterhub_message = message
+
+
+_UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
 
 
 class PlainSpawnMessages(logging.Filter):
     """Drops the traceback JupyterHub logs beside a SpawnRefused or SpawnFailed: its form
     handler and its apply_user_options step log every exception with one. Ours are messages
-    for people, complete in one line; the line keeps the message."""
+    for people, complete in one line; the line keeps the message. On asyncio's logger it
+    drops "Task exception was never retrieved" for them: JupyterHub's spawn page leaves its
+    spawn task unread when the spawn outlasts its first second, after User.spawn has logged
+    the failure and the page has shown it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, (SpawnRefused, SpawnFailed)):
+            if str(record.msg).startswith(_UNRETRIEVED):
+                return False
             record.msg = f"{record.getMessage()}: {exc.jupyterhub_message}"
             record.args = None
             record.exc_info = None
@@ -76,10 +86,12 @@ class PlainSpawnMessages(logging.Filter):
 
 
 def keep_spawn_messages_plain(log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    """PlainSpawnMessages on the hub's logger (the spawners' and the handlers' own), once."""
-    logger = log.logger if isinstance(log, logging.LoggerAdapter) else log
-    if not any(isinstance(f, PlainSpawnMessages) for f in logger.filters):
-        logger.addFilter(PlainSpawnMessages())
+    """PlainSpawnMessages on the hub's logger (the spawners' and the handlers' own) and on
+    asyncio's, once each."""
+    hub = log.logger if isinstance(log, logging.LoggerAdapter) else log
+    for logger in (hub, logging.getLogger("asyncio")):
+        if not any(isinstance(f, PlainSpawnMessages) for f in logger.filters):
+            logger.addFilter(PlainSpawnMessages())
 
 
 async def check_user_options(spawner: GPUFormMixin, _user_options: Any) -> None:
@@ -88,7 +100,12 @@ async def check_user_options(spawner: GPUFormMixin, _user_options: Any) -> None:
     they are handled; start() checks them again right before use, against what is free then,
     and applies them (also when a hub's configuration replaces this hook)."""
     # _user_options is spawner.user_options, which checked_choices reads
-    await spawner.checked_choices()
+    spawner.begin_progress()  # the spawn is pending from here: its progress may be read
+    try:
+        await spawner.checked_choices()
+    except SpawnRefused:
+        spawner.end_progress()
+        raise
 
 
 class GPUFormMixin(LoggingConfigurable):
@@ -355,6 +372,9 @@ class GPUFormMixin(LoggingConfigurable):
     # --- progress ----------------------------------------------------------------------------
 
     def begin_progress(self) -> None:
+        """A new spawn's progress, unless this spawn's has begun (in check_user_options)."""
+        if self._spawn_done is not None and not self._spawn_done.is_set():
+            return
         self._progress_events = []
         self._spawn_done = asyncio.Event()
 

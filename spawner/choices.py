@@ -299,13 +299,16 @@ def options_from_form(form: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     """Form fields (JupyterHub hands over lists of strings) as user_options, unchecked.
 
     Only the form's own fields are read; `custom_image` replaces `image` when the image
-    choice is "another image"."""
+    choice is "another image"; "No GPU" chosen means 0 GPUs whatever the count field holds
+    (a browser without scripts does not clear it)."""
     values: dict[str, Any] = {}
     for key in FORM_FIELDS:
         given = form.get(key)
         if given:
             values[key] = str(given[0]).strip()
     options = {k: v for k, v in values.items() if k in OPTION_KEYS}
+    if values.get("gpu_type") == "":  # the form's "No GPU", a choice: the count left is moot
+        options["gpus"] = "0"
     if values.get("image") == CUSTOM_IMAGE:
         options["image"] = values.get("custom_image", "")
         options["custom_image"] = True

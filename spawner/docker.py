@@ -332,8 +332,9 @@ class DockerGPUSpawner(GPUFormMixin, DockerSpawner):  # type: ignore[misc]
         if set(gpu_ids) <= kept:
             return
         version = await self.docker("version")
-        engine = ", ".join(
-            f"{c.get('Name')} {c.get('Version')}" for c in version.get("Components") or []
+        engine = ", ".join(  # one line: podman's runc version spans several
+            " ".join(f"{c.get('Name')} {c.get('Version')}".split())
+            for c in version.get("Components") or []
         )
         try:
             await self.docker("remove_container", container_id, force=True)

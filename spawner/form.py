@@ -215,22 +215,24 @@ def _gpu_radio(
 
 
 def _gpu_count(offer: Offer, current: GpuOffer | None, selected: Mapping[str, Any]) -> str:
-    """The count, bounded by the chosen type (by every type's best while none is chosen: a
-    browser without scripts cannot follow the choice); with a type chosen it is at least 1."""
+    """The count: with a type chosen at least 1 and within that type's bound. The markup's
+    own bounds are every type's loosest (0 to the best type's most), so that a browser
+    without scripts can still switch types; the script narrows them to the chosen type."""
     try:
         count = max(0, int(str(selected.get("gpus") or 0)))
     except ValueError:
         count = 0
     if current is None:
-        low, most, count, bound = 0, offer.most_gpus_any, 0, _NO_GPU_BOUND
+        count, bound = 0, _NO_GPU_BOUND
     else:
-        low, most = 1, offer.most_gpus(current)
+        most = offer.most_gpus(current)
         count = min(max(count, 1), most) if most is not None else max(count, 1)
         bound = _count_bound(offer, current)
-    maximum = f' max="{most}"' if most is not None else ""
+    loosest = offer.most_gpus_any
+    maximum = f' max="{loosest}"' if loosest is not None else ""
     return (
         '<div class="mb-3"><label class="form-label" for="cellpipe-gpus">GPUs</label>'
-        f'<input class="form-control" type="number" id="cellpipe-gpus" name="gpus" min="{low}"'
+        f'<input class="form-control" type="number" id="cellpipe-gpus" name="gpus" min="0"'
         f'{maximum} step="1" value="{count}" aria-describedby="cellpipe-gpus-bound">'
         f'<div class="form-text" id="cellpipe-gpus-bound">{escape(bound)}</div></div>'
     )

@@ -71,6 +71,27 @@ async function main() {
         }))
       ),
     attribute: async (p, c) => p.getAttribute(c.selector, c.name),
+    // the field's current value (what the page's script set), not its markup attribute
+    value: async (p, c) => p.inputValue(c.selector),
+    check: async (p, c) => p.check(c.selector),
+    // a radio group: each button's value, state and its label's text
+    radios: async (p, c) =>
+      p.$$eval(`input[type=radio][name="${c.name}"]`, nodes =>
+        nodes.map(r => ({
+          value: r.value,
+          text: r.labels.length ? r.labels[0].textContent : '',
+          checked: r.checked,
+          disabled: r.disabled
+        }))
+      ),
+    waitForText: async (p, c) => {
+      await p.waitForFunction(
+        wanted => document.body && document.body.innerText.includes(wanted),
+        c.text,
+        { timeout: c.ms || 60000 }
+      );
+      return p.innerText('body');
+    },
     open: async p => p.url()
   };
 

@@ -35,7 +35,7 @@ from tests.spawner.notebook_image import COMMAND, NotebookImage
 
 REPO = Path(__file__).resolve().parents[2]
 CHP = REPO / ".venv" / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
-USERS = ("alice", "bob", "carol")
+USERS = ("alice", "bob", "carol", "dave")
 GPU_DEVICES = [{"id": "0", "type": A100}, {"id": "1", "type": A100}, {"id": "2", "type": T4}]
 LIMITS = {"gpus": 2, "cpu": "2"}
 CPU_CHOICES = ["1", "2"]

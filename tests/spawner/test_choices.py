@@ -96,9 +96,11 @@ def test_a_gpu_type_with_the_count_left_at_0_is_refused_never_no_gpu_silently() 
     assert refused(form) == message
     assert refused({"gpu_type": "NVIDIA-A100-SXM4-80GB"}) == message
     assert refused({"gpu_type": "H100", "gpus": "0"}).startswith("You chose 'H100' with 0 GPUs")
-    # No GPU is the type left empty
-    chosen = check_choices(options_from_form({"gpu_type": [""], "gpus": ["0"]}), offer())
-    assert (chosen.gpu_type, chosen.gpus) == (None, 0)
+    # the form's No GPU is a choice: no GPU, whatever count a browser without scripts left
+    for count in ("0", "2"):
+        form = options_from_form({"gpu_type": [""], "gpus": [count]})
+        chosen = check_choices(form, offer())
+        assert (chosen.gpu_type, chosen.gpus) == (None, 0)
 
 
 @pytest.mark.parametrize(

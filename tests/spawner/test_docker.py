@@ -263,7 +263,8 @@ def test_an_engine_that_drops_gpu_requests_fails_the_spawn_plainly(
         "Your server was not started: the container engine (Podman Engine 4.3.1, Conmon "
     )
     assert "dropped its GPU device requests, so the server would have no GPU" in message
-    assert failed.value.status_code == 500
+    assert failed.value.status_code == 503
+    assert "\n" not in message  # podman's runc version spans lines; the message does not
     client = container_engine.client()
     assert client.api.containers(all=True, filters={"label": USER_LABEL}) == []
 

@@ -1,11 +1,14 @@
 """A real JupyterHub, DockerGPUSpawner on podman, and Chromium: the form as people use it.
 
 One hub for the module (tests/spawner/hub.py: loopback only, stopped at the end with every
-server, container and volume it made). alice spawns from the form and reaches her own server
-through the hub; bob, in a browser without JavaScript, is refused a GPU count that is not
-free, with the message on the re-rendered form, then gets his own server and volume; carol
-uses the REST API: checked the same way, limits across her named servers, and progress events
-while her server starts.
+server, container and volume it made). alice sees each GPU type with what is free of it, the
+count following the type she picks (0 becomes 1), and reaches her own server through the hub;
+bob, in a browser without JavaScript, reads the free counts, is refused a type left at 0 GPUs
+and a count that is not free, with the message on the re-rendered form, then gets his own
+server and volume; dave asks for a GPU that podman's Docker API cannot give and reads the
+spawner's explanation, not "Internal Server Error"; carol uses the REST API: checked the same
+way, limits across her named servers, and progress events while her server starts. The hub's
+log holds no traceback and no "Received unhandled user_options".
 """
 
 from __future__ import annotations
@@ -29,6 +32,18 @@ from tests.spawner.notebook_image import NotebookImage, build_notebook_image
 
 HOME = "/home/jovyan"
 SUBMIT = "#spawn_form button[type=submit]"
+GPUS = "#cellpipe-gpus"
+NOT_STARTED = "Your server was not started: the container engine (Podman Engine "
+DROPPED = "dropped its GPU device requests, so the server would have no GPU"
+
+
+def gpu_type(value: str) -> str:
+    """The selector of the GPU type's radio button."""
+    return f'input[name=gpu_type][value="{value}"]'
+
+
+def checked_type(browser: Browser, page: str) -> list[str]:
+    return [r["value"] for r in browser.call("radios", page, name="gpu_type") if r["checked"]]
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +125,29 @@ def test_alice_fills_the_form_and_reaches_her_own_server(
     page = browser.call("goto", "alice", url=f"{hub.url}/hub/spawn")
     assert page["status"] == 200
 
-    # Then the form offers the configured choices, with what is free right now
-    assert browser.call("options", "alice", selector="#cellpipe-gpu-type") == [
-        {"value": "", "text": "No GPU", "selected": True, "disabled": False},
-        {"value": A100, "text": "A100 80 GB: 2 of 2 free", "selected": False, "disabled": False},
-        {"value": T4, "text": "T4 16 GB: 1 of 1 free", "selected": False, "disabled": False},
+    # Then the form offers each GPU type with what is free of it, in plain sight
+    assert browser.call("radios", "alice", name="gpu_type") == [
+        {"value": "", "text": "No GPU", "checked": True, "disabled": False},
+        {"value": A100, "text": "A100 80 GB: 2 of 2 free", "checked": False, "disabled": False},
+        {"value": T4, "text": "T4 16 GB: 1 of 1 free", "checked": False, "disabled": False},
     ]
-    assert browser.call("attribute", "alice", selector="#cellpipe-gpus", name="max") == "2"
+    assert browser.call("value", "alice", selector=GPUS) == "0"
+
+    # When she picks the T4 with the count at 0, then the count becomes 1, at most 1
+    browser.call("check", "alice", selector=gpu_type(T4))
+    assert browser.call("value", "alice", selector=GPUS) == "1"
+    assert browser.call("attribute", "alice", selector=GPUS, name="max") == "1"
+    assert browser.call("text", "alice", selector="#cellpipe-gpus-bound") == (
+        "T4 16 GB: 1 to 1 (free now)."
+    )
+    # and each type bounds the count by its own free count and her limit, not one for all
+    browser.call("check", "alice", selector=gpu_type(A100))
+    assert browser.call("attribute", "alice", selector=GPUS, name="max") == "2"
+    browser.call("fill", "alice", selector=GPUS, value="2")
+    browser.call("check", "alice", selector=gpu_type(T4))
+    assert browser.call("value", "alice", selector=GPUS) == "1"
+    browser.call("check", "alice", selector=gpu_type(""))
+    assert browser.call("value", "alice", selector=GPUS) == "0"
     assert [o["value"] for o in browser.call("options", "alice", selector="#cellpipe-cpu")] == [
         "1",
         "2",
@@ -161,29 +192,41 @@ def test_bob_without_javascript_is_refused_then_gets_his_own_server(
     log_in(browser, hub, "bob", javascript=False)
     browser.call("goto", "bob", url=f"{hub.url}/hub/spawn")
 
-    # When he asks for 2 T4s (one exists)
-    browser.call("select", "bob", selector="#cellpipe-gpu-type", value=T4)
-    browser.call("fill", "bob", selector="#cellpipe-gpus", value="2")
+    # Then what is free of each GPU type is there to read
+    page = browser.call("text", "bob")
+    assert "A100 80 GB: 2 of 2 free" in page and "T4 16 GB: 1 of 1 free" in page
+
+    # When he picks the T4 and leaves the count at 0 (no script makes it 1 here)
+    browser.call("check", "bob", selector=gpu_type(T4))
     refused = browser.call("submit", "bob", selector=SUBMIT)
 
-    # Then the server refuses, and the form comes back with the message and his choices
+    # Then the server refuses to start a server without the GPU he picked, and the form
+    # comes back with the T4 and a count of 1
+    assert refused["status"] == 400
+    assert browser.call("text", "bob", selector=".spawn-error-msg") == (
+        "Error: You chose T4 16 GB with 0 GPUs, which would start a server without a GPU. "
+        "Ask for at least 1 T4 16 GB, or choose No GPU."
+    )
+    assert checked_type(browser, "bob") == [T4]
+    assert browser.call("value", "bob", selector=GPUS) == "1"
+
+    # When he asks for 2 T4s (one exists)
+    browser.call("fill", "bob", selector=GPUS, value="2")
+    refused = browser.call("submit", "bob", selector=SUBMIT)
+
+    # Then the server refuses, and the form comes back with the message and the T4, its
+    # count within what is free
     assert refused["status"] == 400
     assert browser.call("text", "bob", selector=".spawn-error-msg") == (
         "Error: You asked for 2 × T4 16 GB; only 1 is free right now. Ask for fewer, choose "
         "another type, or try again later."
     )
-    chosen = [
-        o["value"]
-        for o in browser.call("options", "bob", selector="#cellpipe-gpu-type")
-        if o["selected"]
-    ]
-    assert chosen == [T4]
-    assert browser.call("attribute", "bob", selector="#cellpipe-gpus", name="value") == "2"
+    assert checked_type(browser, "bob") == [T4]
+    assert browser.call("value", "bob", selector=GPUS) == "1"
     assert hub.server("bob") is None
 
-    # When he asks for no GPU instead
-    browser.call("select", "bob", selector="#cellpipe-gpu-type", value="")
-    browser.call("fill", "bob", selector="#cellpipe-gpus", value="0")
+    # When he picks No GPU instead (the count still says 1: nothing clears it here)
+    browser.call("check", "bob", selector=gpu_type(""))
     browser.call("submit", "bob", selector=SUBMIT)
     hub.wait_ready("bob")
 
@@ -200,6 +243,42 @@ def test_bob_without_javascript_is_refused_then_gets_his_own_server(
     assert home_mount(bobs)["Name"] == safe_name("cellpipe-home", "bob")
     assert home_mount(bobs)["Name"] != home_mount(alices)["Name"]
     assert bobs["Name"].lstrip("/") == safe_name("jupyter", "bob", "")
+    assert bobs["Config"]["Labels"][GPUS_LABEL] == ""  # No GPU chosen: none given
+
+
+def test_dave_asks_for_a_gpu_the_engine_cannot_give_and_reads_why(
+    hub: Hub, browser: Browser
+) -> None:
+    # Given dave on the spawn form, and podman's Docker API, which drops GPU requests
+    log_in(browser, hub, "dave")
+    browser.call("goto", "dave", url=f"{hub.url}/hub/spawn")
+
+    # When he picks the T4 (the count becomes 1 by itself) and starts
+    browser.call("check", "dave", selector=gpu_type(T4))
+    assert browser.call("value", "dave", selector=GPUS) == "1"
+    browser.call("submit", "dave", selector=SUBMIT)
+
+    # Then he reads the spawner's explanation where the hub shows a failed spawn (the form
+    # again when it fails at once, else the pending page's progress), not an HTTP 500
+    shown = browser.call("waitForText", "dave", text=NOT_STARTED, ms=120_000)
+    assert DROPPED in shown
+    assert "Internal Server Error" not in shown
+
+    # And the page the hub shows for his server afterwards says it too, without scripts
+    later = browser.call("goto", "dave", url=f"{hub.url}/hub/spawn-pending/dave")
+    assert later["status"] == 503
+    text = browser.call("text", "dave")
+    assert "The latest attempt to start your server" in text and "has failed" in text
+    assert NOT_STARTED in text and DROPPED in text
+    assert hub.containers("dave") == []
+    assert hub.server("dave") is None
+
+    # And the hub's log has the explanation in one line, with no traceback
+    log = hub.process.log_path.read_text(errors="replace")
+    said = [line for line in log.splitlines() if NOT_STARTED in line]
+    assert any("Error starting dave's server" in line for line in said), log[-4000:]
+    assert all(DROPPED in line for line in said), said  # whole, on one line
+    assert "Traceback" not in log, log[-4000:]
 
 
 def progress_of(hub: Hub, user: str, server: str) -> list[dict[str, Any]]:
@@ -277,8 +356,8 @@ def test_carol_uses_the_rest_api_checked_and_limited_across_her_servers(hub: Hub
     # Then the limit across her servers refuses it
     assert second.status_code == 400
     assert second.json()["message"] == (
-        "You asked for 1 CPU; your limit is 2 CPUs at a time and your other running 1 server "
-        "already uses 2. Choose less, or stop another server first."
+        "You asked for 1 CPU; your limit is 2 CPUs at a time and your other running server "
+        "already uses 2 CPUs. Choose less, or stop another server first."
     )
 
     # When she stops server "one": its container goes, her volume stays
@@ -287,3 +366,10 @@ def test_carol_uses_the_rest_api_checked_and_limited_across_her_servers(hub: Hub
     assert hub.containers("carol") == []
     volumes = hub.engine.client().api.volumes(filters={"label": HOME_LABEL})["Volumes"]
     assert safe_name("cellpipe-home", "carol") in {v["Name"] for v in volumes}
+
+    # And through all of it (every user's spawns, the refusals), the hub's log has no
+    # traceback and never says the choices went unhandled
+    log = hub.process.log_path.read_text(errors="replace")
+    assert "Traceback" not in log, log[-4000:]
+    assert "unhandled user_options" not in log.lower()
+    assert "Exception applying user_options for carol:one: You asked for 3 GPUs" in log

@@ -39,7 +39,12 @@ def add_notebook_argument(parser: argparse.ArgumentParser, for_magic: bool) -> N
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="text")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="what to print: text for people (default) or JSON for programs",
+    )
 
 
 def build_parser(
@@ -128,6 +133,12 @@ def build_parser(
     )
     add_format_argument(run_cmd)
     run_cmd.add_argument("--no-cache", action="store_true", help="run every step again")
+    run_cmd.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="show each step's line only, not what it printed (`cellpipe logs RUN` has it)",
+    )
     run_cmd.add_argument(
         "-q",
         "--quiet",
@@ -260,8 +271,12 @@ def add_tune_arguments(commands: Any, for_magic: bool = False) -> None:
         "--objective", required=True, metavar="METRIC", help="a metric of the notebook"
     )
     direction = tune.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--maximize", action="store_true")
-    direction.add_argument("--minimize", action="store_true")
+    direction.add_argument(
+        "--maximize", action="store_true", help="the best trial has the highest objective"
+    )
+    direction.add_argument(
+        "--minimize", action="store_true", help="the best trial has the lowest objective"
+    )
     tune.add_argument(
         "--search",
         action="append",
@@ -272,13 +287,23 @@ def add_tune_arguments(commands: Any, for_magic: bool = False) -> None:
     )
     tune.add_argument("--trials", type=int, metavar="N", help="default: 12; grid: the whole grid")
     tune.add_argument("--parallel", type=int, metavar="P", help="default: the cores")
-    tune.add_argument("--algorithm", choices=TUNE_ALGORITHMS, default="random")
-    tune.add_argument("--seed", type=int, metavar="S")
+    tune.add_argument(
+        "--algorithm",
+        choices=TUNE_ALGORITHMS,
+        default="random",
+        help="how each trial's parameters are chosen (default: random)",
+    )
+    tune.add_argument("--seed", type=int, metavar="S", help="the search's seed, to repeat it")
     tune.add_argument("--goal", type=float, metavar="VALUE", help="stop once a trial reaches it")
     tune.add_argument(
         "--max-failed", type=int, default=3, metavar="N", help="stop after more failed trials"
     )
-    tune.add_argument("--engine", choices=TUNING_ENGINES, default=TUNING_ENGINES[0])
+    tune.add_argument(
+        "--engine",
+        choices=TUNING_ENGINES,
+        default=TUNING_ENGINES[0],
+        help="local: the trials here (default); katib: a Katib Experiment",
+    )
     tune.add_argument("--image", metavar="REF", help="katib: run in this built image (no build)")
     tune.add_argument("--registry", metavar="HOST/REPO", help="katib: where the image is pushed")
     tune.add_argument("--builder", choices=BUILDERS_HERE, help="katib: how the image is built")
@@ -388,7 +413,7 @@ def add_runs_arguments(commands: Any) -> None:
         help="a run's status and its steps'",
         description="Show a run (RUN is its id, or the start of it), asking its engine first.",
     )
-    status.add_argument("run", metavar="RUN")
+    status.add_argument("run", metavar="RUN", help="the run's id, or the start of it")
     add_format_argument(status)
     status.add_argument(
         "--no-refresh", action="store_true", help="show the stored record; ask no engine"
@@ -401,9 +426,11 @@ def add_runs_arguments(commands: Any) -> None:
     logs = commands.add_parser(
         "logs",
         help="what a run's steps printed",
-        description="Print a step's log (or the run's own); cluster runs' from the step pods.",
+        description="Print the run's log: its own lines, then each step's output in order "
+        "under a header with the step's status (--step: one step's log only). Cluster runs' "
+        "from the step pods.",
     )
-    logs.add_argument("run", metavar="RUN")
+    logs.add_argument("run", metavar="RUN", help="the run's id, or the start of it")
     logs.add_argument("--step", metavar="STEP", help="a step's name or task name")
     logs.add_argument(
         "-f", "--follow", action="store_true", help="keep printing while the run goes on"
@@ -411,7 +438,7 @@ def add_runs_arguments(commands: Any) -> None:
     add_cluster_arguments(logs)
 
     cancel = commands.add_parser("cancel", help="stop a run", description="Stop a run.")
-    cancel.add_argument("run", metavar="RUN")
+    cancel.add_argument("run", metavar="RUN", help="the run's id, or the start of it")
     add_format_argument(cancel)
     add_cluster_arguments(cancel)
 
@@ -421,7 +448,7 @@ def add_runs_arguments(commands: Any) -> None:
         description="Delete a run: its record and folder here, and what it made in its "
         "engine (the KFP run; the training job and the claim cellpipe created for it).",
     )
-    delete.add_argument("run", metavar="RUN")
+    delete.add_argument("run", metavar="RUN", help="the run's id, or the start of it")
     delete.add_argument(
         "--keep-remote", action="store_true", help="leave the run in its engine; forget it here"
     )
@@ -438,8 +465,8 @@ def add_runs_arguments(commands: Any) -> None:
         "be listed, the configured c.CellPipe.gpu_types with counts unknown.",
     )
     add_format_argument(gpus)
-    gpus.add_argument("--kubeconfig", metavar="PATH")
-    gpus.add_argument("--context", metavar="NAME")
+    gpus.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: as kubectl)")
+    gpus.add_argument("--context", metavar="NAME", help="kubeconfig context")
 
 
 def add_load_arguments(commands: Any) -> None:

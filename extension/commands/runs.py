@@ -45,16 +45,41 @@ def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -
     if not shown:
         print("no runs", file=out)
         return Outcome(EXIT_OK, data)
-    print(
-        f"{'RUN':<26} {'ENGINE':<11} {'STATUS':<10} {'CREATED':<20} PIPELINE (NOTEBOOK)", file=out
-    )
-    for record in shown:
-        print(
-            f"{record.run_id:<26} {record.engine:<11} {record.status:<10} "
-            f"{_when(record.created):<20} {record.pipeline} ({Path(record.notebook).name})",
-            file=out,
-        )
+    _print_runs_table(shown, out)
     return Outcome(EXIT_OK, data)
+
+
+def _print_runs_table(shown: list[Any], out: TextIO) -> None:
+    """The runs in 80 columns (or the terminal's width): the pipeline and notebook column
+    gives way, cut short with an ellipsis, so the id, engine, status and time stay whole."""
+    from rich.table import Table
+
+    from .terminal import console_for, safe_text, status_text
+
+    console = console_for(out)
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    widths = {"RUN": max(len(r.run_id) for r in shown), "ENGINE": 9, "STATUS": 9, "CREATED": 11}
+    for name, width in widths.items():
+        table.add_column(name, no_wrap=True, min_width=width)
+    rest = console.width - sum(widths.values()) - 2 * len(widths)  # two spaces between columns
+    table.add_column("PIPELINE (NOTEBOOK)", no_wrap=True, overflow="ellipsis", max_width=rest)
+    for record in shown:
+        table.add_row(
+            safe_text(record.run_id),
+            safe_text(record.engine),
+            status_text(record.status),
+            time.strftime("%m-%d %H:%M", time.localtime(record.created)),
+            safe_text(_pipeline_and_notebook(record)),
+        )
+    console.print(table, soft_wrap=False)  # a table fits the width, cut where it must
+
+
+def _pipeline_and_notebook(record: Any) -> str:
+    """The pipeline's name, and its notebook's where the name does not say it already."""
+    notebook = Path(record.notebook)
+    if notebook.stem.lower().replace("_", "-") == record.pipeline:
+        return str(record.pipeline)
+    return f"{record.pipeline} ({notebook.name})"
 
 
 def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
@@ -74,7 +99,7 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
     if args.format == "json":
         print(json.dumps(result, indent=2), file=out)
         return Outcome(EXIT_OK, result)
-    print(f"run {record.run_id}: {record.status} ({record.engine})", file=out)
+    _print_with_status(out, f"run {record.run_id}: ", record.status, f" ({record.engine})")
     print(f"  notebook: {record.notebook} ({record.pipeline})", file=out)
     print(f"  created: {_when(record.created)}; finished: {_when(record.finished)}", file=out)
     if record.image:
@@ -95,7 +120,9 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
         extra = " (cached)" if step.cached else ""
         seconds = f" {step.seconds:.1f} s" if step.seconds is not None else ""
         error = f": {step.error}" if step.error and step.status != "Succeeded" else ""
-        print(f"  step {name} [{step.task}]: {step.status}{extra}{seconds}{error}", file=out)
+        _print_with_status(
+            out, f"  step {name} [{step.task}]: ", step.status, extra + seconds + error
+        )
     for name, value in record.metrics.items():
         print(f"  {name} = {value:g}", file=out)
     if runs.config.trains_one_step(record.engine):
@@ -113,6 +140,13 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
     elif note:
         print(f"cellpipe: warning: no executed notebook: {note}", file=err)
     return Outcome(EXIT_OK, result)
+
+
+def _print_with_status(out: TextIO, before: str, status: str, after: str) -> None:
+    """A line with a status in it, the status in its colour (where colour is on)."""
+    from .terminal import console_for, safe_text, status_text
+
+    console_for(out).print(safe_text(before) + status_text(status) + safe_text(after))
 
 
 def logs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:

@@ -107,6 +107,8 @@ def console_for(stream: TextIO) -> Console:
         highlight=False,
         emoji=False,
         soft_wrap=True,
+        # piped: 80 columns (or $COLUMNS), not the size of a terminal found on another stream
+        width=None if interactive else int(os.environ.get("COLUMNS") or 80),
     )
 
 

@@ -140,12 +140,6 @@ def build_parser(
         help="show each step's line only, not what it printed (`cellpipe logs RUN` has it)",
     )
     run_cmd.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="show each step's line only, not what it printed (`cellpipe logs RUN` has it)",
-    )
-    run_cmd.add_argument(
         "--require-gpus",
         action="store_true",
         help="fail, rather than run on the CPU, when a step asks for GPUs this machine lacks",
@@ -329,12 +323,17 @@ def add_serve_arguments(commands: Any) -> None:
     )
     serve.add_argument("run", metavar="RUN", help="the run's id, or the start of it")
     serve.add_argument("--model", metavar="NAME", help="which model (default: the run's only one)")
-    serve.add_argument("--engine", choices=SERVING_ENGINES, default=SERVING_ENGINES[0])
+    serve.add_argument(
+        "--engine",
+        choices=SERVING_ENGINES,
+        default=SERVING_ENGINES[0],
+        help="local: KServe's model server here (default); kserve: an InferenceService",
+    )
     serve.add_argument("--name", metavar="SERVICE", help="the model's name in its URLs")
     serve.add_argument("--port", type=int, metavar="P", help="local: the port (default: a free one)")
     serve.add_argument("--gpus", metavar="N[:TYPE]", help="kserve: GPUs for the predictor")
-    serve.add_argument("--min-replicas", type=int, metavar="N")
-    serve.add_argument("--max-replicas", type=int, metavar="N")
+    serve.add_argument("--min-replicas", type=int, metavar="N", help="kserve: the fewest replicas")
+    serve.add_argument("--max-replicas", type=int, metavar="N", help="kserve: the most replicas")
     serve.add_argument("--image", metavar="REF", help="kserve: the custom predictor's image")
     serve.add_argument(
         "--storage-uri", metavar="URI", help="kserve: where the cluster reads the model (s3://, pvc://)"

@@ -6,15 +6,17 @@ launcher/serving.py serves here, launcher/kserve_flow.py on the cluster.
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 from .errors import NotFound
 from .k8s import KubeSettings
-from .service_records import STOPPED, ServiceRecord, ServiceStore
+from .service_records import FAILED, STOPPED, ServiceRecord, ServiceStore, new_service_id
 from .serving import (
     RunModel,
     ServeRequest,
+    choose_model,
     local_status,
     predict,
     refuse_unless_ready,
@@ -32,6 +34,8 @@ class Services:
         self.home = home or cellpipe_home()
         self.runs = store or open_store(self.home)
         self.records = ServiceStore(self.runs)
+        # the model servers this process started in the background, reaped when stopped
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def find_run(self, text: str) -> RunRecord:
         try:
@@ -48,10 +52,59 @@ class Services:
         self.records.save(service)
         return service, process
 
+    def start_in_background(
+        self, request: ServeRequest, kube: KubeSettings | None = None
+    ) -> ServiceRecord:
+        """A Pending service, recorded now (what cannot be served is a UserError at once); a
+        thread starts the model server or creates the InferenceService, then records the
+        service Ready, or Failed with its error (the server's POST /services)."""
+        record = self.find_run(request.run_id)
+        model = choose_model(record, request.model)
+        if request.engine != "local":
+            from .kserve_flow import service_spec
+
+            service_spec(record, model, request, "default")  # refuses what it cannot serve
+        service = ServiceRecord(
+            service_id=new_service_id(),
+            run_id=record.run_id,
+            model=model.name,
+            engine=request.engine,
+            name=request.name or model.name,
+        )
+        self.records.save(service)
+        threading.Thread(
+            target=self._start, args=(record, service, request, kube), daemon=True
+        ).start()
+        return service
+
+    def _start(
+        self,
+        record: RunRecord,
+        service: ServiceRecord,
+        request: ServeRequest,
+        kube: KubeSettings | None,
+    ) -> None:
+        try:
+            if request.engine == "local":
+                started, process = start_local(record, request, self.home, service.service_id)
+                self._processes[service.service_id] = process
+            else:
+                from .kserve_flow import serve_on_cluster
+
+                _, made = serve_on_cluster(record, request, kube or KubeSettings())
+                assert made is not None
+                started = made
+                started.service_id = service.service_id
+        except Exception as exc:  # recorded for GET /services/ID: the thread has no caller
+            service.status, service.error = FAILED, str(exc)
+            self.records.save(service)
+            return
+        self.records.save(started)
+
     def get(self, service_id: str) -> ServiceRecord:
         service = self.records.get(service_id)
         status = local_status(service)
-        if status != service.status:
+        if status != service.status and service.pid is not None:
             service.status = status
             self.records.save(service)
         return service
@@ -79,6 +132,9 @@ class Services:
             from .kserve_flow import delete_inference_service
 
             delete_inference_service(kube, service.name, service.namespace)
+        process = self._processes.pop(service_id, None)
+        if process is not None:
+            process.wait(timeout=30)
         service.status = STOPPED
         self.records.delete(service_id)
         return service

@@ -265,14 +265,14 @@ class ServeRequest:
 
 
 def start_local(
-    record: RunRecord, request: ServeRequest, home: Path
+    record: RunRecord, request: ServeRequest, home: Path, service_id: str | None = None
 ) -> tuple[ServiceRecord, subprocess.Popen[bytes]]:
     """Start KServe's model server for the run's model and wait until it is ready."""
     model = choose_model(record, request.model)
     name = service_name(record, model, request.name)
     port = request.port or free_port()
     service = ServiceRecord(
-        service_id=new_service_id(),
+        service_id=service_id or new_service_id(),
         run_id=record.run_id,
         model=model.name,
         engine="local",
@@ -295,7 +295,9 @@ def local_status(service: ServiceRecord) -> str:
     """Ready while its process lives and answers, else Stopped."""
     if service.engine != "local" or service.status in (STOPPED, FAILED):
         return service.status
-    if service.pid is None or not _alive(service.pid):
+    if service.pid is None:  # still starting (POST /services' thread)
+        return service.status
+    if not _alive(service.pid):
         return STOPPED
     import requests
 

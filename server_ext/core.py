@@ -137,6 +137,11 @@ class CellPipeService:
         self.builds = BuildManager(
             config.builders, log=self.log, folder=self.runs.home / "builds", root=self.root
         )
+        from cellpipe.launcher.services import Services
+
+        from .serving import ServingApi  # /services and /runs/ID/models (issue 19)
+
+        self.serving = ServingApi(Services(self.runs.home, self.runs.store), self._record)
 
     # -- compile ----------------------------------------------------------------------------
     def compile(self, body: dict[str, Any]) -> dict[str, Any]:

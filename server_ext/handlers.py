@@ -26,6 +26,9 @@ compile JSON with its `errors`), mapped from core.ApiError in one place: CellPip
     GET  /builds/ID/events        server-sent events: `build` on every change, then `end`
     GET  /gpus                    `cellpipe gpus --format json`, and `this_machine`
     GET  /config                  c.CellPipe.* but the secrets; offered engines; capabilities
+    GET  /runs/ID/models, POST|GET /services, GET|DELETE /services/ID,
+    POST /services/ID/predict     serving a run's model (server_ext/serving.py says what each
+                                  answers)
 """
 
 from __future__ import annotations
@@ -340,6 +343,50 @@ class ConfigHandler(CellPipeHandler):
         self.answer(self.service.config_json())
 
 
+class RunModelsHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.answer(await asyncio.to_thread(self.service.serving.models, run_id))
+
+
+class ServicesHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.answer(await asyncio.to_thread(self.service.serving.list))
+
+    @web.authenticated
+    @authorized_to(EXECUTE)  # it runs the model's code (a pickled predictor)
+    async def post(self) -> None:
+        body = self.json_body()
+        service = await asyncio.to_thread(self.service.serving.start, body)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + service["service_id"])
+        self.answer(service, 202)
+
+
+class ServiceHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, service_id: str) -> None:
+        self.answer(await asyncio.to_thread(self.service.serving.get, service_id))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, service_id: str) -> None:
+        await asyncio.to_thread(self.service.serving.stop, service_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ServicePredictHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, service_id: str) -> None:
+        body = self.json_body()
+        self.answer(await asyncio.to_thread(self.service.serving.predict, service_id, body))
+
+
 _RUN = r"/runs/(?P<run_id>[\w.-]+)"
 _BUILD = r"/builds/(?P<build_id>[\w.-]+)"
 
@@ -355,6 +402,10 @@ ROUTES: list[tuple[str, type[CellPipeHandler]]] = [
     (r"/builds", BuildsHandler),
     (_BUILD, BuildHandler),
     (_BUILD + r"/events", BuildEventsHandler),
+    (_RUN + r"/models", RunModelsHandler),
+    (r"/services", ServicesHandler),
+    (r"/services/(?P<service_id>[\w.-]+)", ServiceHandler),
+    (r"/services/(?P<service_id>[\w.-]+)/predict", ServicePredictHandler),
     (r"/gpus", GpusHandler),
     (r"/config", ConfigHandler),
 ]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import NotFound
-from .store import RunStore, process_owner, store_error, table_statements
+from .store import RunStore, UnavailableStore, process_owner, store_error, table_statements
 from .vocabulary import RunStatus
 
 _TUNE_TABLES = table_statements("tunes", "tune_trials")
@@ -108,16 +108,20 @@ class TuneStore:
     def __init__(self, runs: RunStore) -> None:
         self.runs = runs
         self.path = runs.path
-        with self._using() as db:
-            for statement in _TUNE_TABLES:
-                db.execute(statement)
+        self._tables_made = False  # made on first use: a server starts with a damaged store
 
     def _using(self) -> closing[sqlite3.Connection]:
+        if isinstance(self.runs, UnavailableStore):
+            raise self.runs.error
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA foreign_keys = ON")
+            if not self._tables_made:
+                for statement in _TUNE_TABLES:
+                    db.execute(statement)
+                self._tables_made = True
         except sqlite3.DatabaseError as exc:
             raise store_error(self.path, exc) from None
-        db.execute("PRAGMA foreign_keys = ON")
         return closing(db)
 
     def _write(self, statement: str, *args: Any) -> None:

@@ -36,6 +36,7 @@ from . import API_NAMESPACE
 from .builds import BuildManager
 from .cluster import check_kfp_host, submit_choices, text_field
 from .fields import check_fields
+from .tunes import TuneManager, check_tune_body
 
 _read_notebook: Any = nbformat.reads  # nbformat is untyped
 
@@ -137,6 +138,7 @@ class CellPipeService:
         self.builds = BuildManager(
             config.builders, log=self.log, folder=self.runs.home / "builds", root=self.root
         )
+        self.tunes = TuneManager(config, self.root, self.runs.home, self.runs.store, self.log)
         from cellpipe.launcher.services import Services
 
         from .serving import ServingApi  # /services and /runs/ID/models (issue 19)
@@ -243,6 +245,22 @@ class CellPipeService:
         submit = plan_submit(prepared, choices, self.config, self.runs.store, self.runs.home)
         record = self.runs.submit_cluster(submit)
         return {**self.run_json(record), "warnings": warnings}
+
+    # -- tunes (tunes.py) ---------------------------------------------------------------------
+    def start_tune(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /tunes (see tunes.py); the trials go on in the background."""
+        check_tune_body(body)
+        ref = resolve_notebook(self.root, body.get("path"), allow_hidden=self.allow_hidden)
+        return self.tunes.start(ref.os_path, ref.api_path, body)
+
+    def list_tunes(self, notebook: str | None) -> dict[str, Any]:
+        """GET /tunes[?notebook=PATH]: newest first."""
+        os_path = None
+        if notebook:
+            os_path = resolve_notebook(
+                self.root, notebook, allow_hidden=self.allow_hidden, must_exist=False
+            ).os_path
+        return self.tunes.list(os_path)
 
     def list_runs(self, notebook: str | None) -> dict[str, Any]:
         """GET /runs[?notebook=PATH]: newest first."""

@@ -24,6 +24,13 @@ compile JSON with its `errors`), mapped from core.ApiError in one place: CellPip
     GET  /builds/ID               the build: status, progress, result (`cellpipe build
                                   --format json`), error
     GET  /builds/ID/events        server-sent events: `build` on every change, then `end`
+    POST /tunes                   202 {tune}: {"path", "objective", "direction", "search":
+                                  {NAME: SPACE}, "trials"?, "parallel"?, "algorithm"?, "seed"?,
+                                  "goal"?, "engine"?: local | katib} (server_ext/tunes.py)
+    GET  /tunes[?notebook=PATH]   {"tunes": [...]}, newest first
+    GET  /tunes/ID                the tune (`cellpipe tune --format json`) and its status
+    GET  /tunes/ID/events         server-sent events: `tune` on every change, then `end`
+    POST /tunes/ID/cancel         stops after the running trials; DELETE /tunes/ID removes it
     GET  /gpus                    `cellpipe gpus --format json`, and `this_machine`
     GET  /config                  c.CellPipe.* but the secrets; offered engines; capabilities
     GET  /runs/ID/models, POST|GET /services, GET|DELETE /services/ID,
@@ -329,6 +336,91 @@ class BuildEventsHandler(EventStreamHandler):
             unwatch()
 
 
+class TunesHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        notebook = self.get_query_argument("notebook", None)
+        self.answer(await asyncio.to_thread(self.service.list_tunes, notebook))
+
+    @web.authenticated
+    @authorized_to(EXECUTE)
+    async def post(self) -> None:
+        body = self.json_body()
+        tune = await asyncio.to_thread(self.service.start_tune, body)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + tune["tune_id"])
+        self.answer(tune, 202)
+
+
+class TuneHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, tune_id: str) -> None:
+        tunes = self.service.tunes
+        self.answer(tunes.json(await asyncio.to_thread(tunes.record, tune_id)))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, tune_id: str) -> None:
+        await asyncio.to_thread(self.service.tunes.delete, tune_id)
+        self.set_status(204)
+        self.finish()
+
+
+class TuneCancelHandler(CellPipeHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, tune_id: str) -> None:
+        tune = await asyncio.to_thread(self.service.tunes.cancel, tune_id)
+        self.answer(tune, 200 if tune["status"] in FINISHED else 202)
+
+
+class TuneEventsHandler(EventStreamHandler):
+    """Server-sent events: `tune` (as GET /tunes/ID) on every change, then `end`. A Katib
+    tune is asked of the cluster every CLUSTER_EVENTS_SECONDS."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, tune_id: str) -> None:
+        tunes = self.service.tunes
+        await asyncio.to_thread(tunes.record, tune_id)  # 404 before the stream starts
+        self.start_stream()
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        unwatch = tunes.watch(tune_id, lambda: loop.call_soon_threadsafe(changed.set))
+        last: dict[str, Any] | None = None
+        quiet = 0.0
+        try:
+            while not self._closed:
+                changed.clear()
+                try:
+                    tune = tunes.json(await asyncio.to_thread(tunes.record, tune_id))
+                except UserError:
+                    self.write(_event("deleted", {"tune_id": tune_id}))
+                    break
+                if tune != last:
+                    self.write(_event("tune", tune))
+                    last, quiet = tune, 0.0
+                elif quiet >= EVENTS_KEEPALIVE_SECONDS:
+                    self.write(": keep-alive\n\n")
+                    quiet = 0.0
+                if tune["status"] in FINISHED and not tunes.is_active(tune_id):
+                    self.write(_event("end", {"tune_id": tune_id, "status": tune["status"]}))
+                    break
+                await self.flush()
+                wait = CLUSTER_EVENTS_SECONDS if tune["engine"] == "katib" else EVENTS_POLL_SECONDS
+                try:
+                    await asyncio.wait_for(changed.wait(), wait)
+                except asyncio.TimeoutError:
+                    quiet += wait
+            if not self._closed:
+                self.finish(set_content_type="text/event-stream")
+        except StreamClosedError:
+            pass  # the client left
+        finally:
+            unwatch()
+
+
 class GpusHandler(CellPipeHandler):
     @web.authenticated
     @authorized
@@ -389,6 +481,7 @@ class ServicePredictHandler(CellPipeHandler):
 
 _RUN = r"/runs/(?P<run_id>[\w.-]+)"
 _BUILD = r"/builds/(?P<build_id>[\w.-]+)"
+_TUNE = r"/tunes/(?P<tune_id>[\w.-]+)"
 
 # Paths under the API namespace (the module's docstring says what each answers).
 ROUTES: list[tuple[str, type[CellPipeHandler]]] = [
@@ -406,6 +499,10 @@ ROUTES: list[tuple[str, type[CellPipeHandler]]] = [
     (r"/services", ServicesHandler),
     (r"/services/(?P<service_id>[\w.-]+)", ServiceHandler),
     (r"/services/(?P<service_id>[\w.-]+)/predict", ServicePredictHandler),
+    (r"/tunes", TunesHandler),
+    (_TUNE, TuneHandler),
+    (_TUNE + r"/cancel", TuneCancelHandler),
+    (_TUNE + r"/events", TuneEventsHandler),
     (r"/gpus", GpusHandler),
     (r"/config", ConfigHandler),
 ]

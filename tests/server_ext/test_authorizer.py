@@ -14,7 +14,7 @@ from .test_security import requests
 
 # The routes that run notebook code (a run) or build an image (pip, the kernel's Python)
 # ask for `execute`, as the kernel routes do; the others ask for read (GET) or write.
-EXECUTE = {("POST", "runs"), ("POST", "builds"), ("POST", "services")}
+EXECUTE = {("POST", "runs"), ("POST", "builds"), ("POST", "tunes"), ("POST", "services")}
 
 
 def action_of(verb: str, path: str) -> str:
@@ -64,7 +64,7 @@ async def test_every_route_asks_the_authorizer_and_a_refusal_is_403(api: Api) ->
 async def test_running_code_or_building_needs_execute(api: Api) -> None:
     # Given a user allowed to read and write, but not to execute
     # When they start a run or a build
-    for path in ("runs", "builds", "services"):
+    for path in ("runs", "builds", "tunes", "services"):
         code, body = await api("POST", path, body={"path": "any.ipynb"})
         # Then it is refused before anything is read
         assert code == 403, (path, body)

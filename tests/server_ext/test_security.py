@@ -67,8 +67,8 @@ def test_every_route_in_the_table_has_both_auth_decorators() -> None:
     problems = [p for _, handler in ROUTES for p in missing_decorators(handler)]
     assert problems == []
     assert all(h.auth_resource == AUTH_RESOURCE == "cellpipe" for _, h in ROUTES)
-    # 6 serving routes
-    assert sum(len(implemented_verbs(h)) for _, h in ROUTES) == 15 + 6
+    # 6 tune routes, 6 serving routes
+    assert sum(len(implemented_verbs(h)) for _, h in ROUTES) == 15 + 6 + 6
 
 
 def test_the_check_catches_a_handler_without_decorators() -> None:

@@ -94,7 +94,7 @@ class TuneManager:
         self.store = TuneStore(store)
         self.lock = threading.Lock()
         self.active: dict[str, TunePlan] = {}
-        self.watchers: dict[str, list[Callable[[], None]]] = {}
+        self.watchers: dict[str, list[Callable[[], object]]] = {}
 
     # -- starting ---------------------------------------------------------------------------
     def start(self, notebook: Path, api_path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +228,7 @@ class TuneManager:
         self._changed(tune_id)
 
     # -- watching ---------------------------------------------------------------------------
-    def watch(self, tune_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+    def watch(self, tune_id: str, callback: Callable[[], object]) -> Callable[[], None]:
         """Call `callback` (from any thread) on every change of the tune; returns unwatch."""
         with self.lock:
             self.watchers.setdefault(tune_id, []).append(callback)

@@ -6,8 +6,8 @@ unchanged against it through a kubeconfig (`write_kubeconfig`):
 
 - nodes (list), pods (list in a namespace or in all, read one's log), PersistentVolumeClaims,
   batch/v1 Jobs, the training operator's kubeflow.org/v1 PyTorchJob, TFJob, XGBoostJob and
-  MPIJob, and Kubeflow Trainer's trainer.kubeflow.org/v1alpha1 TrainJob: create, get, list,
-  delete;
+  MPIJob, Kubeflow Trainer's trainer.kubeflow.org/v1alpha1 TrainJob, and Katib's
+  kubeflow.org/v1beta1 Experiment and Trial: create, get, list, delete;
 - creates are checked as a real server with those CRDs installed would check them
   (tests/fakes/schemas.py: the Kubernetes schemas, the Kubeflow SDKs' models): an invalid
   object is 422 Invalid, a name taken 409 AlreadyExists, a missing one 404 NotFound, a body
@@ -22,7 +22,8 @@ unchanged against it through a kubeconfig (`write_kubeconfig`):
 
 What it is not: there are no controllers, scheduler, kubelet or admission plugins. Nothing
 runs: a Job or a training job stays as created until the test says what happened to it
-(`set_status`, `add_pod`), and deleting an object deletes no pods (no garbage collection).
+(`set_status`, `add_pod`; for a Katib Experiment, `add_trial` makes the Trial Katib's
+controller would make), and deleting an object deletes no pods (no garbage collection).
 No watches, no patches, no server-side apply, no `resourceVersion` conflicts, no RBAC rules
 beyond what `forbid` says, and a followed log is sent whole, then closed.
 """
@@ -53,6 +54,9 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "xgboostjobs": ("kubeflow.org/v1", "XGBoostJob", True),
     "mpijobs": ("kubeflow.org/v1", "MPIJob", True),
     "trainjobs": ("trainer.kubeflow.org/v1alpha1", "TrainJob", True),
+    "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService", True),
+    "experiments": ("kubeflow.org/v1beta1", "Experiment", True),
+    "trials": ("kubeflow.org/v1beta1", "Trial", True),
 }
 _DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -179,6 +183,49 @@ class FakeKubernetes(FakeHttpServer):
         }
         self._store("pods", namespace, pod)
         self.logs[(namespace, name)] = log
+
+    def add_trial(
+        self,
+        namespace: str,
+        experiment: str,
+        name: str,
+        parameters: dict[str, str],
+        status: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A Trial of `experiment` as Katib's controller makes it (its label, its owner, the
+        experiment's objective and the suggestion's assignments), checked like a create."""
+        owner = self.get("experiments", namespace, experiment)
+        assert owner is not None, f"no Experiment {experiment}"
+        spec = owner["spec"]
+        trial = {
+            "apiVersion": "kubeflow.org/v1beta1",
+            "kind": "Trial",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"katib.kubeflow.org/experiment": experiment},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "kubeflow.org/v1beta1",
+                        "kind": "Experiment",
+                        "name": experiment,
+                        "uid": owner["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {
+                "objective": spec["objective"],
+                "parameterAssignments": [{"name": k, "value": v} for k, v in parameters.items()],
+                "primaryContainerName": spec["trialTemplate"]["primaryContainerName"],
+                "successCondition": spec["trialTemplate"]["successCondition"],
+                "failureCondition": spec["trialTemplate"]["failureCondition"],
+            },
+            "status": status or {},
+        }
+        found = problems(trial)
+        assert not found, found
+        return self._store("trials", namespace, trial)
 
     def set_status(self, resource: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """What the object's controller would have written into its status."""

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .errors import ClusterUnreachable, UserError
-from .k8s import ClusterError, KubeConnection, KubeSettings, connect, explain, to_dict, to_yaml
+from .k8s import ClusterError, KubeConnection, KubeSettings, connect, explain, to_yaml
 from .kserve_objects import (
     BUILT_IN_FORMATS,
     GROUP,
@@ -18,6 +18,7 @@ from .kserve_objects import (
     ServiceSpec,
     inference_service,
     service_name,
+    to_body,
 )
 from .service_records import READY, ServiceRecord, new_service_id
 from .serving import RunModel, ServeRequest, choose_model
@@ -72,7 +73,7 @@ def serve_on_cluster(
     connection = None if dry_run else _connect(settings)
     namespace = connection.namespace if connection else (settings.namespace or "default")
     spec = service_spec(record, model, request, namespace)
-    body = to_dict(inference_service(spec))
+    body = to_body(inference_service(spec))
     if connection is None:
         return {"dry_run": True, "inference_service": body, "yaml": to_yaml([body])}, None
     created = create(connection, body)

@@ -25,6 +25,7 @@ GROUP, VERSION, PLURAL, KIND = (
 BUILT_IN_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch")
 MODEL_MOUNT = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI's files
 PREDICTOR_PORT = 8080
+CONTAINER_NAME = "kserve-container"  # the predictor's container, as KServe names it
 
 
 @dataclass
@@ -85,6 +86,7 @@ def inference_service(spec: ServiceSpec) -> Any:
     )
     if spec.format in BUILT_IN_FORMATS:
         predictor.model = kserve.V1beta1ModelSpec(
+            name=CONTAINER_NAME,  # KServe's name for it (the SDK's default is "")
             model_format=kserve.V1beta1ModelFormat(name=spec.format),
             storage_uri=spec.storage_uri,
             resources=resources,
@@ -106,7 +108,7 @@ def _custom_container(spec: ServiceSpec, resources: Any) -> Any:
     from kubernetes import client as k8s
 
     return k8s.V1Container(
-        name="kserve-container",
+        name=CONTAINER_NAME,
         image=spec.image,
         command=["python", "-m", "cellpipe.runtime.model_server"],
         args=[
@@ -121,3 +123,13 @@ def _custom_container(spec: ServiceSpec, resources: Any) -> Any:
         ports=[k8s.V1ContainerPort(container_port=PREDICTOR_PORT, protocol="TCP")],
         resources=resources,
     )
+
+
+def to_body(service: Any) -> dict[str, Any]:
+    """The InferenceService as the API server receives it (kserve's own ApiClient: the
+    Kubernetes client's sanitizer reads kserve's models by their Python names in newer
+    kubernetes releases)."""
+    import kserve
+
+    body: dict[str, Any] = kserve.ApiClient().sanitize_for_serialization(service)
+    return body

@@ -158,6 +158,26 @@ class TuneStore:
             json.dumps(asdict(trial)),
         )
 
+    def request_cancel(self, tune_id: str) -> None:
+        """Ask the process running a local tune to stop after its running trials."""
+        self._write(
+            "UPDATE tunes SET record = "
+            "json_set(record, '$.settings.cancel_requested', json('true')) WHERE tune_id = ?",
+            tune_id,
+        )
+
+    def cancel_requested(self, tune_id: str) -> bool:
+        try:
+            with self._using() as db:
+                row = db.execute(
+                    "SELECT json_extract(record, '$.settings.cancel_requested') FROM tunes "
+                    "WHERE tune_id = ?",
+                    (tune_id,),
+                ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise store_error(self.path, exc) from None
+        return bool(row and row[0])
+
     def get(self, tune_id: str) -> TuneRecord | None:
         try:
             with self._using() as db:
@@ -216,4 +236,4 @@ def new_tune_id() -> str:
     """Tune ids look like run ids with a `tune-` prefix, so the two never collide."""
     from .store import new_run_id
 
-    return f"tune-{new_run_id()}"
+    return f"tune-{new_run_id()}"  # tuning.TUNE_PREFIX

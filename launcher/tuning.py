@@ -27,14 +27,14 @@ from typing import Any
 from cellpipe.converter.model import Pipeline, Step
 
 from .config import CellPipe
-from .errors import UserError
+from .errors import Conflict, UserError
 from .local_engine import RunRequest
 from .notebooks import Prepared
 from .running import engine_here
-from .store import RunRecord, cellpipe_home, new_run_id, open_store
+from .store import RunRecord, cellpipe_home, new_run_id, open_store, owner_alive
 from .tune_records import TrialRecord, TuneRecord, TuneStore, new_tune_id
 from .tune_spaces import ALGORITHMS, Space, grid_size, parse_search, suggester
-from .vocabulary import LOCAL_ENGINE, TUNING_ENGINES, RunStatus
+from .vocabulary import FINISHED, KATIB_ENGINE, LOCAL_ENGINE, TUNING_ENGINES, UNFINISHED, RunStatus
 
 DEFAULT_TRIALS = 12
 DEFAULT_MAX_FAILED = 3  # as Katib's examples' maxFailedTrialCount
@@ -332,6 +332,8 @@ def _search(plan: TunePlan, trials: _Trials, run_trial: Callable[[TrialRecord], 
                 for future in done:
                     _collect(trials, running.pop(future), future)
                     width = plan.parallel
+                if trials.tunes.cancel_requested(trials.tune.tune_id):  # `cellpipe cancel`
+                    cancel.set()
         except KeyboardInterrupt:
             _stop_after_running(trials, running)
             raise
@@ -390,6 +392,54 @@ def _finish(tune: TuneRecord, trials: _Trials, interrupted: bool) -> None:
 def open_tunes(home: Path | None = None) -> TuneStore:
     """The tunes of `home`'s run store."""
     return TuneStore(open_store(home or cellpipe_home()))
+
+
+TUNE_PREFIX = "tune-"  # tune ids start with it (new_tune_id); run ids never do
+
+
+def is_tune_id(text: str) -> bool:
+    return text.startswith(TUNE_PREFIX)
+
+
+def refresh_tune(tune: TuneRecord, tunes: TuneStore, kube: Any = None) -> TuneRecord:
+    """A Katib tune as the cluster has it now; a local one as stored (a tune whose process
+    died while it ran is Failed, saying so)."""
+    if tune.engine == KATIB_ENGINE:
+        from .katib import refresh_katib
+
+        return refresh_katib(tune, tunes, kube)
+    if tune.status in UNFINISHED and owner_alive(tune.owner) is False:
+        tune.status, tune.finished = RunStatus.FAILED.value, time.time()
+        tune.error = "the process that ran this tune ended before it did"
+        tunes.save(tune)
+    return tune
+
+
+def cancel_tune(tune: TuneRecord, tunes: TuneStore, kube: Any = None) -> TuneRecord:
+    """Stop a tune after its running trials: a Katib tune's Experiment is deleted; a local
+    tune's process (the CLI's, the server's) is asked through the store and stops at once."""
+    if tune.status in FINISHED:
+        raise Conflict(f"tune {tune.tune_id} has already ended ({tune.status})")
+    if tune.engine == KATIB_ENGINE:
+        from .katib import cancel_katib
+
+        return cancel_katib(tune, tunes, kube)
+    tunes.request_cancel(tune.tune_id)
+    return tunes.get(tune.tune_id) or tune
+
+
+def delete_tune(tune: TuneRecord, tunes: TuneStore, kube: Any = None) -> list[str]:
+    """Forget a tune and its trials' runs; a Katib tune's objects in the cluster too."""
+    running_here = tune.engine != KATIB_ENGINE and owner_alive(tune.owner) is not False
+    if tune.status in UNFINISHED and running_here:
+        raise Conflict(f"tune {tune.tune_id} is still running: cancel it first")
+    removed: list[str] = []
+    if tune.engine == KATIB_ENGINE:
+        from .katib import delete_katib
+
+        removed = delete_katib(tune, kube)
+    tunes.delete(tune.tune_id)
+    return removed
 
 
 __all__: list[Any] = [

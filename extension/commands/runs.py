@@ -15,6 +15,7 @@ from cellpipe.launcher.gpus import gpu_inventory
 from cellpipe.launcher.k8s import KubeSettings
 from cellpipe.launcher.run_logs import run_log
 from cellpipe.launcher.tracking import Runs
+from cellpipe.launcher.tuning import is_tune_id
 from cellpipe.launcher.vocabulary import FINISHED
 
 from .outcome import EXIT_FAILED, EXIT_OK, Outcome
@@ -39,13 +40,20 @@ def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -
     for warning in warnings:
         print(f"cellpipe: warning: showing the last known status of {warning}", file=err)
     data = {"runs": [r.to_json() for r in shown]}
+    from .tune import print_tunes, tunes_listed  # tunes: their trials are among the runs
+
+    tunes = tunes_listed(notebook, args.status, args.engine)
+    data["tunes"] = [t.to_json() for t in tunes]
     if args.format == "json":
         print(json.dumps(data, indent=2), file=out)
         return Outcome(EXIT_OK, data)
-    if not shown:
+    if not shown and not tunes:
         print("no runs", file=out)
         return Outcome(EXIT_OK, data)
-    _print_runs_table(shown, out)
+    if shown:
+        _print_runs_table(shown, out)
+    if tunes:
+        print_tunes(tunes, out)
     return Outcome(EXIT_OK, data)
 
 
@@ -83,6 +91,10 @@ def _pipeline_and_notebook(record: Any) -> str:
 
 
 def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    if is_tune_id(args.run):
+        from .tune import tune_status_command
+
+        return tune_status_command(args, out, err)
     runs = _runs(args)
     record = runs.find(args.run)
     problem = None
@@ -172,6 +184,10 @@ def logs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -
 
 
 def cancel_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    if is_tune_id(args.run):
+        from .tune import tune_cancel_command
+
+        return tune_cancel_command(args, out, err)
     runs = _runs(args)
     record = runs.find(args.run)
     try:
@@ -188,6 +204,10 @@ def cancel_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
 
 
 def delete_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
+    if is_tune_id(args.run):
+        from .tune import tune_delete_command
+
+        return tune_delete_command(args, out, err)
     runs = _runs(args)
     record = runs.find(args.run)
     record, _unreachable = runs.refresh(record)

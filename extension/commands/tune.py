@@ -18,7 +18,7 @@ from cellpipe.launcher.config import load_config
 from cellpipe.launcher.notebooks import prepare_file
 from cellpipe.launcher.tune_records import TrialRecord, TuneRecord
 from cellpipe.launcher.tuning import TuneListener, TunePlan, TuneRequest, plan_tune, tune_here
-from cellpipe.launcher.vocabulary import KATIB_ENGINE, RunStatus
+from cellpipe.launcher.vocabulary import FINISHED, KATIB_ENGINE, RunStatus
 
 from .outcome import EXIT_FAILED, EXIT_OK, Outcome
 from .terminal import terminal_safe, unfiltered
@@ -259,3 +259,86 @@ def katib_options(
         gpu_label=config.gpu_label,
         gpu_tolerations=config.gpu_tolerations,
     )
+
+
+# --- `cellpipe runs | status | cancel | delete` for tunes ------------------------------------
+
+
+def _kube_of(args: argparse.Namespace) -> Any:
+    from cellpipe.launcher.k8s import KubeSettings
+
+    return KubeSettings(getattr(args, "kubeconfig", None), getattr(args, "context", None), None)
+
+
+def tune_status_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> Outcome:
+    """`cellpipe status TUNE`: the tune (a Katib one as the cluster has it), its trials."""
+    from cellpipe.launcher.tuning import open_tunes, refresh_tune
+
+    tunes = open_tunes()
+    tune = tunes.find(args.run)
+    if not getattr(args, "no_refresh", False):
+        tune = refresh_tune(tune, tunes, _kube_of(args))
+    if args.format == "json":
+        print(json.dumps(tune.to_json(), indent=2), file=out)
+        return Outcome(EXIT_OK, tune.to_json())
+    print(f"tune {tune.tune_id}: {tune.status} ({tune.engine}, {tune.algorithm})", file=out)
+    print(f"  notebook: {tune.notebook}", file=out)
+    print(f"  objective: {tune.direction} {tune.metric}", file=out)
+    for name, space in tune.search.items():
+        print(f"  search: {terminal_safe(name)} = {terminal_safe(space)}", file=out)
+    listing = PlainTrials(out)
+    for trial in tune.trials:
+        listing("trial", tune, trial)
+    if tune.error:
+        print(f"  error: {tune.error}", file=out)
+    _summary(tune, out)
+    return Outcome(EXIT_OK, tune.to_json())
+
+
+def tune_cancel_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> Outcome:
+    from cellpipe.launcher.tuning import cancel_tune, open_tunes
+
+    tunes = open_tunes()
+    tune = cancel_tune(tunes.find(args.run), tunes, _kube_of(args))
+    data = tune.to_json()
+    if args.format == "json":
+        print(json.dumps(data, indent=2), file=out)
+    else:
+        said = "stops after its running trials" if tune.status not in FINISHED else tune.status
+        print(f"tune {tune.tune_id}: {said}", file=out)
+    return Outcome(EXIT_OK, data)
+
+
+def tune_delete_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> Outcome:
+    from cellpipe.launcher.tuning import delete_tune, open_tunes
+
+    tunes = open_tunes()
+    tune = tunes.find(args.run)
+    removed = delete_tune(tune, tunes, _kube_of(args))
+    print(f"deleted tune {tune.tune_id} and its {len(tune.trials)} trials' runs", file=out)
+    for what in removed:
+        print(f"  and {what}", file=out)
+    return Outcome(EXIT_OK, {"tune_id": tune.tune_id, "deleted": removed})
+
+
+def tunes_listed(notebook: str | None, status: str | None, engine: str | None) -> list[TuneRecord]:
+    """The tunes `cellpipe runs` shows beside the runs, filtered as they are."""
+    from cellpipe.launcher.tuning import open_tunes
+
+    return [
+        t
+        for t in open_tunes().list(notebook)
+        if (status is None or t.status == status) and (engine is None or t.engine == engine)
+    ]
+
+
+def print_tunes(tunes: list[TuneRecord], out: TextIO) -> None:
+    print("", file=out)
+    for tune in tunes:
+        best = tune.best
+        best_text = f"best {tune.metric} {best.value:g}" if best and best.value is not None else ""
+        print(
+            f"{tune.tune_id}  {tune.engine:<6} {tune.status:<9} {len(tune.trials)} trials  "
+            f"{best_text}  {terminal_safe(Path(tune.notebook).name)}",
+            file=out,
+        )

@@ -313,6 +313,8 @@ class CellPipeMagics(Magics):
         # compile's JSON holds its warnings and errors, which the view shows: not twice
         err: Any = io.StringIO() if command.rich and command.command == "compile" else sys.stderr
         extra = {"display": self._live_display} if command.command == "run" else {}
+        if command.command == "tune":  # its trials as a table, live
+            extra["display"] = self._tune_display
         try:
             outcome: Outcome = execute(args, out, err, **extra)
         except UserError as exc:
@@ -348,6 +350,19 @@ class CellPipeMagics(Magics):
         from cellpipe.commands.progress import PlainProgress
 
         return PlainProgress(sys.stdout)
+
+    def _tune_display(self, plan: Any) -> Any:
+        """The trials of `%cellpipe tune` as they go: a TuneTable widget in a notebook, a
+        line per trial in a terminal."""
+        if "ipykernel" in type(self.shell).__module__:
+            from cellpipe.widgets import TuneTable
+
+            table = TuneTable(plan.request.objective, plan.request.direction)
+            self._display(table)
+            return table
+        from cellpipe.commands.tune import PlainTrials
+
+        return PlainTrials(sys.stdout)
 
     def _load(self, command: LoadCommand) -> None:
         from cellpipe.launcher.results import locate

@@ -122,6 +122,57 @@ class RunProgress(widgets.VBox):  # type: ignore[misc]
         )
 
 
+class TuneTable(widgets.VBox):  # type: ignore[misc]
+    """The trials of a tune as they start and end (`%cellpipe tune`): a table (trial,
+    parameters, objective, status, the steps it ran) and the best so far. A tune listener
+    (launcher.tuning.TuneListener), called from the tune's threads. Every cell is escaped:
+    parameter values are the notebook's data."""
+
+    def __init__(self, metric: str, direction: str) -> None:
+        self.metric, self.direction = metric, direction
+        self.best = widgets.HTML(escape(f"{direction} {metric}: no trial has ended yet"))
+        self.table = widgets.HTML("")
+        self._lock = threading.Lock()
+        super().__init__([self.best, self.table])
+
+    def __call__(self, event: str, tune: Any, trial: Any) -> None:
+        with self._lock:
+            self.show(tune.to_json())
+
+    def show(self, tune: Mapping[str, Any]) -> None:
+        """Take a tune's JSON (`cellpipe tune --format json`)."""
+        rows = "".join(_trial_row(t) for t in tune.get("trials") or [])
+        header = "".join(
+            f"<th>{escape(h)}</th>"
+            for h in ("trial", "parameters", self.metric, "status", "steps ran")
+        )
+        self.table.value = f"<table><tr>{header}</tr>{rows}</table>"
+        best = tune.get("best")
+        status = str(tune.get("status") or "")
+        if best:
+            chosen = ", ".join(f"{k} = {v!r}" for k, v in best["parameters"].items())
+            self.best.value = escape(
+                f"tune {tune.get('tune_id', '')}: {status}; best {self.metric} = "
+                f"{best['value']:g} ({chosen})"
+            )
+
+    def close(self) -> None:
+        pass
+
+
+def _trial_row(trial: Mapping[str, Any]) -> str:
+    parameters = ", ".join(f"{k} = {v!r}" for k, v in trial.get("parameters", {}).items())
+    value = trial.get("value")
+    cells = [
+        str(trial.get("trial", "")),
+        parameters,
+        "" if value is None else f"{value:g}",
+        str(trial.get("status", "")) + (f": {trial['error']}" if trial.get("error") else ""),
+        ", ".join(trial.get("steps_ran") or []),
+    ]
+    return "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
+
+
 # --- the form ---------------------------------------------------------------------------------
 
 

@@ -37,3 +37,12 @@ def load(run_id: str, name: str, step: str | None = None) -> Any:
     from cellpipe.launcher.results import load as load_result
 
     return load_result(run_id, name, step)
+
+
+def predict(url: str, rows: Any, model: str | None = None) -> list[Any]:
+    """A served model's predictions for `rows` (a frame, an array or lists), by KServe's V1
+    protocol: `cellpipe.predict("http://127.0.0.1:8080", X_test[:5])`. `url` is what `cellpipe
+    serve` printed (its one model is asked for), or a whole `.../v1/models/NAME:predict`."""
+    from cellpipe.launcher.serving import predict as predict_rows
+
+    return predict_rows(url, rows, model)

@@ -312,7 +312,9 @@ class CellPipeMagics(Magics):
         out: Any = io.StringIO() if command.rich else sys.stdout
         # compile's JSON holds its warnings and errors, which the view shows: not twice
         err: Any = io.StringIO() if command.rich and command.command == "compile" else sys.stderr
-        extra = {"display": self._live_display} if command.command == "run" else {}
+        extra: dict[str, Any] = {"display": self._live_display} if command.command == "run" else {}
+        if command.command == "serve":  # the kernel goes on: the model server stays running
+            extra["background"] = True
         if command.command == "tune":  # its trials as a table, live
             extra["display"] = self._tune_display
         try:

@@ -26,6 +26,10 @@ from .serving import (
 )
 from .store import RunNotFound, RunRecord, RunStore, cellpipe_home, find_run, open_store
 
+# The model servers this process started (by service id), reaped when stopped: the kernel's
+# `%cellpipe serve` and the Jupyter server's POST /services leave them running.
+_PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
+
 
 class Services:
     """Start, list, refresh, stop and call the models served from this store's runs."""
@@ -34,8 +38,6 @@ class Services:
         self.home = home or cellpipe_home()
         self.runs = store or open_store(self.home)
         self.records = ServiceStore(self.runs)
-        # the model servers this process started in the background, reaped when stopped
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def find_run(self, text: str) -> RunRecord:
         try:
@@ -49,6 +51,7 @@ class Services:
     def serve_here(self, request: ServeRequest) -> tuple[ServiceRecord, subprocess.Popen[bytes]]:
         """A local service, started and ready, recorded; the caller keeps or waits on it."""
         service, process = start_local(self.find_run(request.run_id), request, self.home)
+        _PROCESSES[service.service_id] = process
         self.records.save(service)
         return service, process
 
@@ -87,7 +90,7 @@ class Services:
         try:
             if request.engine == "local":
                 started, process = start_local(record, request, self.home, service.service_id)
-                self._processes[service.service_id] = process
+                _PROCESSES[service.service_id] = process
             else:
                 from .kserve_flow import serve_on_cluster
 
@@ -132,7 +135,7 @@ class Services:
             from .kserve_flow import delete_inference_service
 
             delete_inference_service(kube, service.name, service.namespace)
-        process = self._processes.pop(service_id, None)
+        process = _PROCESSES.pop(service_id, None)
         if process is not None:
             process.wait(timeout=30)
         service.status = STOPPED

@@ -39,7 +39,9 @@ def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -
     )
     for warning in warnings:
         print(f"cellpipe: warning: showing the last known status of {warning}", file=err)
-    data = {"runs": [r.to_json() for r in shown]}
+    from .serve import print_services, services_json
+
+    data = {"runs": [r.to_json() for r in shown], "services": services_json()}
     from .tune import print_tunes, tunes_listed  # tunes: their trials are among the runs
 
     tunes = tunes_listed(notebook, args.status, args.engine)
@@ -54,6 +56,7 @@ def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -
         _print_runs_table(shown, out)
     if tunes:
         print_tunes(tunes, out)
+    print_services(data["services"], out)
     return Outcome(EXIT_OK, data)
 
 
@@ -103,6 +106,9 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
     if problem:
         print(f"cellpipe: warning: showing the last known status: {problem}", file=err)
     result = record.to_json()
+    from .serve import print_services, services_json
+
+    result["services"] = services_json(record.run_id)
     result["refreshed"] = not args.no_refresh and problem is None
     result["refresh_error"] = problem
     if args.compiled:
@@ -151,6 +157,7 @@ def status_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
             print(f"  executed notebook: {note}", file=out)
     elif note:
         print(f"cellpipe: warning: no executed notebook: {note}", file=err)
+    print_services(result["services"], out, indent="  ")
     return Outcome(EXIT_OK, result)
 
 
@@ -208,6 +215,11 @@ def delete_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
         from .tune import tune_delete_command
 
         return tune_delete_command(args, out, err)
+    from .serve import delete_service, is_service_id, stop_services_of
+
+    kube = KubeSettings(args.kubeconfig, args.context, None)
+    if is_service_id(args.run):  # `cellpipe delete svc-...`: a service, not a run
+        return delete_service(args.run, kube, out)
     runs = _runs(args)
     record = runs.find(args.run)
     record, _unreachable = runs.refresh(record)
@@ -217,7 +229,8 @@ def delete_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
             f"{record.run_id}`), or delete it anyway with --force"
         )
     try:
-        deleted = runs.delete(record, force=True, keep_remote=args.keep_remote)
+        stopped = stop_services_of(record.run_id, kube)  # they serve the run's models
+        deleted = stopped + runs.delete(record, force=True, keep_remote=args.keep_remote)
     except ClusterUnreachable as exc:
         print(f"cellpipe: error: {exc} (--keep-remote forgets it here only)", file=err)
         return Outcome(EXIT_FAILED)

@@ -105,3 +105,36 @@ def _present_cluster(result: dict[str, Any], args: argparse.Namespace, out: Text
     print(f"InferenceService {result['name']} in {result['namespace']}: Ready", file=out)
     print(f"  V1: {result['url']}/v1/models/{result['model']}:predict", file=out)
     return Outcome(EXIT_OK, result)
+
+
+# --- services in `cellpipe runs`, `status` and `delete` ------------------------------------------
+
+
+def services_json(run_id: str | None = None) -> list[dict[str, Any]]:
+    """The services of this store (of one run), their status asked anew."""
+    return [s.to_json() for s in Services().all(run_id)]
+
+
+def print_services(services: list[dict[str, Any]], out: TextIO, indent: str = "") -> None:
+    for service in services:
+        print(
+            f"{indent}service {service['service_id']}: {service['status']} ({service['engine']}) "
+            f"model {service['model']} of run {service['run_id']} at {service['url'] or '-'}",
+            file=out,
+        )
+
+
+def is_service_id(text: str) -> bool:
+    return text.startswith("svc-")
+
+
+def delete_service(text: str, kube: KubeSettings, out: TextIO) -> Outcome:
+    """`cellpipe delete svc-...`: stop the model server, or delete the InferenceService."""
+    service = Services().stop(text, kube)
+    print(f"deleted service {service.service_id} ({service.engine})", file=out)
+    return Outcome(EXIT_OK, {"service_id": service.service_id, "deleted": [service.engine]})
+
+
+def stop_services_of(run_id: str, kube: KubeSettings) -> list[str]:
+    """Before a run is deleted: its services, whose models it holds, stopped."""
+    return [f"service {s}" for s in Services().stop_for_run(run_id, kube)]

@@ -235,11 +235,23 @@ function ObjectiveChart(props: { tune: ITune }): React.ReactElement | null {
         <text
           className="cp-ChartLabel"
           x={(box.left + box.right) / 2}
-          y={chart.height - 6}
+          y={chart.height - 2}
           textAnchor="middle"
         >
           trial
         </text>
+        {chart.points.length <= 30 &&
+          chart.points.map(point => (
+            <text
+              key={`x${point.trial}`}
+              className="cp-ChartLabel"
+              x={point.x}
+              y={box.bottom + 12}
+              textAnchor="middle"
+            >
+              {point.trial}
+            </text>
+          ))}
         <path className="cp-ChartBest" d={chart.bestPath} />
         {chart.points.map(point => (
           <circle

@@ -83,6 +83,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_run.py
 	$(BIN)/python benchmarks/bench_cells.py
 	$(BIN)/python benchmarks/bench_build.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 # The sdist (Python sources, the sidebar's sources and its prebuilt extension) and the wheel built
 # from it, as `python -m build` makes them: dist/cellpipe-0.1.0.tar.gz and the .whl. setup.py

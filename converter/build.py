@@ -24,7 +24,15 @@ from .model import (
 from .parameters_cell import INJECTED_PARAMETERS, read_parameters, with_article
 from .settings import DEFAULT_BASE_IMAGE, read_settings, slug
 from .source import prepare
-from .tags import CellTags, StepLineError, parse_cell_tags, parse_step_line, split_step_line
+from .tags import (
+    CellTags,
+    StepLineError,
+    TagWords,
+    parse_cell_tags,
+    parse_step_line,
+    split_step_line,
+    tag_words,
+)
 
 CELLPIPE_IMAGE_FORMAT = "1"  # bump when what goes into an image changes shape
 
@@ -70,17 +78,20 @@ def build_pipeline(
     diagnostics = pipeline.diagnostics
     diagnostics.extend(Diagnostic(m, severity="warning") for m in settings.warnings)
     diagnostics.extend(Diagnostic(m) for m in settings.errors)
-    cells = _read_cells(notebook.get("cells") or [], options, diagnostics, pipeline.requirements)
+    raw_cells = notebook.get("cells") or []
+    words = tag_words(raw_cells, notebook.get("metadata") or {})  # Kale's or cellpipe's
+    cells = _read_cells(raw_cells, options, diagnostics, pipeline.requirements)
     if any(cell.tags.role == "step" for cell in cells):
-        collected = _group(cells, diagnostics)
+        collected = _group(cells, diagnostics, words)
     else:
-        collected = _one_step(cells, _notebook_step_name(path), diagnostics)
+        collected = _one_step(cells, _notebook_step_name(path), diagnostics, words)
     if not collected.steps:
         if not pipeline.errors:
             diagnostics.append(
                 Diagnostic(
                     "the notebook has no code to run (every code cell is skip, parameters or "
-                    "metrics); add code cells, and tag the first cell of each step step:NAME"
+                    "metrics); add code cells, and tag the first cell of each step "
+                    f"{words.step}:NAME"
                 )
             )
         return pipeline
@@ -93,7 +104,7 @@ def build_pipeline(
         CellCode(c.index, c.id, c.code) for c in [*collected.imports, *collected.functions]
     ]
     pipeline.parameters = read_parameters(collected.parameter_cells, diagnostics)
-    _flow(pipeline, collected, diagnostics)
+    _flow(pipeline, collected, diagnostics, words)
     _name_images(pipeline, options, diagnostics)
     return pipeline
 
@@ -165,7 +176,9 @@ def _notebook_step_name(path: str) -> str:
     return Path(path.replace("\\", "/")).stem.strip() or "notebook"
 
 
-def _one_step(cells: list[Cell], name: str, diagnostics: list[Diagnostic]) -> _Collected:
+def _one_step(
+    cells: list[Cell], name: str, diagnostics: list[Diagnostic], words: TagWords
+) -> _Collected:
     """No step tag anywhere: the notebook is one step, as papermill and kfp's
     notebook_component run it. Every code cell but skip ones is in it, in notebook order
     (imports and functions cells too); the parameters and metrics cells keep their roles, each
@@ -185,8 +198,8 @@ def _one_step(cells: list[Cell], name: str, diagnostics: list[Diagnostic]) -> _C
         diagnostics.append(
             Diagnostic(
                 "no cell is tagged as a step, so the notebook runs as one step, top to bottom "
-                f"(every code cell but skip ones{parameters}); tag a cell step:NAME (or start it "
-                "with %%step NAME) to split it into steps",
+                f"(every code cell but skip ones{parameters}); tag a cell {words.step}:NAME (or "
+                "start it with %%step NAME) to split it into steps",
                 step=name,
                 severity="info",
             )
@@ -199,7 +212,7 @@ def _tell_problems(cell: Cell, step_name: str | None, diagnostics: list[Diagnost
         diagnostics.append(Diagnostic(message, cell.index, cell.id, step_name, severity))
 
 
-def _group(cells: list[Cell], diagnostics: list[Diagnostic]) -> _Collected:
+def _group(cells: list[Cell], diagnostics: list[Diagnostic], words: TagWords) -> _Collected:
     """Kale's rule: an untagged cell continues the role of the nearest tagged cell above."""
     collected = _Collected()
     role: str | None = None
@@ -210,7 +223,7 @@ def _group(cells: list[Cell], diagnostics: list[Diagnostic]) -> _Collected:
             # papermill's parameters cell is that cell alone (papermill injects after it and
             # runs the rest as code): the cells below it go on with the role above it
             _tell_problems(cell, None, diagnostics)
-            _warn_step_settings(cell, "parameters", diagnostics)
+            _warn_step_settings(cell, "parameters", diagnostics, words)
             collected.parameter_cells.append(cell)
             continue
         if cell.tags.role is not None:
@@ -232,7 +245,7 @@ def _group(cells: list[Cell], diagnostics: list[Diagnostic]) -> _Collected:
                     _add_to_step(collected, name, pending, diagnostics)
                 waiting = []
             continue
-        _warn_step_settings(cell, role, diagnostics)
+        _warn_step_settings(cell, role, diagnostics, words)
         {
             "imports": collected.imports,
             "functions": collected.functions,
@@ -242,13 +255,15 @@ def _group(cells: list[Cell], diagnostics: list[Diagnostic]) -> _Collected:
     return collected
 
 
-def _warn_step_settings(cell: Cell, role: str, diagnostics: list[Diagnostic]) -> None:
+def _warn_step_settings(
+    cell: Cell, role: str, diagnostics: list[Diagnostic], words: TagWords
+) -> None:
     if cell.tags.has_step_settings:
         diagnostics.append(
             Diagnostic(
                 f"this cell is part of the {role} and not of a step, so its step settings "
-                "(after:, gpu:, cpu:, image: ...) have nothing to apply to; move them to a "
-                "step's cell",
+                f"({words.after}:, gpu:, cpu:, image: ...) have nothing to apply to; move them "
+                "to a step's cell",
                 cell.index,
                 cell.id,
                 None,
@@ -410,7 +425,9 @@ def _metric_name(statement: ast.stmt) -> str | None:
 # --- data flow ----------------------------------------------------------------------------------
 
 
-def _flow(pipeline: Pipeline, collected: _Collected, diagnostics: list[Diagnostic]) -> None:
+def _flow(
+    pipeline: Pipeline, collected: _Collected, diagnostics: list[Diagnostic], words: TagWords
+) -> None:
     prelude_trees = [
         (c.index, c.tree) for c in [*collected.imports, *collected.functions] if c.tree
     ]
@@ -433,7 +450,7 @@ def _flow(pipeline: Pipeline, collected: _Collected, diagnostics: list[Diagnosti
                 Diagnostic(message, cell_index, _cell_id(step, cell_index), step.name, "warning")
             )
         flows.append(dataflow.StepFlow(step, usage, collected.after[step.name]))
-    graph = dataflow.build_graph(flows, diagnostics)
+    graph = dataflow.build_graph(flows, diagnostics, words)
     if graph is None:
         return
     dataflow.resolve_values(flows, graph, pipeline.parameters, diagnostics)
@@ -580,9 +597,8 @@ def _name_images(
     if not registry and not options.local_only:
         diagnostics.append(
             Diagnostic(
-                "no registry is configured, so the pipeline's image can only be used by the local "
-                "engines; set one with --registry, metadata.cellpipe.registry or "
-                "c.CellPipe.registry before submitting to a cluster",
+                "no registry is configured, so only the local engines can use the image; give "
+                "--registry (or c.CellPipe.registry) to submit to a cluster",
                 severity="warning",
             )
         )

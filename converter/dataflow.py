@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .model import Diagnostic, Step
 from .names import Usage
+from .tags import TagWords
 
 
 @dataclass
@@ -30,10 +31,15 @@ class StepFlow:
 class Graph:
     parents: dict[str, list[str]]
     ancestors: dict[str, set[str]]
+    words: TagWords = field(default_factory=TagWords)  # the tags messages name
 
 
-def build_graph(flows: list[StepFlow], diagnostics: list[Diagnostic]) -> Graph | None:
-    """Edges from `after:` tags, or a chain in notebook order when no step has one."""
+def build_graph(
+    flows: list[StepFlow], diagnostics: list[Diagnostic], words: TagWords | None = None
+) -> Graph | None:
+    """Edges from `after:` tags, or a chain in notebook order when no step has one;
+    messages name the notebook's own tags (`words`: `prev:` in a Kale notebook)."""
+    words = words or TagWords()
     names = [f.step.name for f in flows]
     parents: dict[str, list[str]] = {n: [] for n in names}
     if any(f.declared_after for f in flows):
@@ -45,7 +51,8 @@ def build_graph(flows: list[StepFlow], diagnostics: list[Diagnostic]) -> Graph |
                     continue
                 diagnostics.append(
                     Diagnostic(
-                        f"after:{target} names no step{_did_you_mean(target, names)}",
+                        f"{words.after}:{target} names no step"
+                        + _did_you_mean(target, names, words),
                         cell_index,
                         cell_id,
                         flow.step.name,
@@ -60,9 +67,9 @@ def build_graph(flows: list[StepFlow], diagnostics: list[Diagnostic]) -> Graph |
         first = next(f for f in flows if f.step.name == cycle[0])
         diagnostics.append(
             Diagnostic(
-                "the after: tags make a cycle: "
+                f"the {words.after}: tags make a cycle: "
                 + " -> ".join(repr(n) for n in [*cycle, cycle[0]])
-                + "; remove one of these after: tags",
+                + f"; remove one of these {words.after}: tags",
                 first.step.first_cell.index,
                 first.step.first_cell.id,
                 first.step.name,
@@ -74,7 +81,7 @@ def build_graph(flows: list[StepFlow], diagnostics: list[Diagnostic]) -> Graph |
         ancestors[name] = set(parents[name]).union(*(ancestors[p] for p in parents[name]))
     for flow in flows:
         flow.step.after = list(parents[flow.step.name])
-    return Graph(parents=parents, ancestors=ancestors)
+    return Graph(parents=parents, ancestors=ancestors, words=words)
 
 
 def resolve_values(
@@ -222,7 +229,7 @@ def _producer(
             Diagnostic(
                 f"reads {name!r}, which step {in_notebook.step.name!r} produces, but that step "
                 f"does not run before {step.name!r} in the pipeline; add the tag "
-                f"after:{in_notebook.step.name} to step {step.name!r}",
+                f"{graph.words.after}:{in_notebook.step.name} to step {step.name!r}",
                 cell_index,
                 cell_id,
                 step.name,
@@ -239,7 +246,8 @@ def _producer(
         diagnostics.append(
             Diagnostic(
                 f"reads {name!r}, which both {producers} produce, and neither runs after the "
-                f"other, so which value {step.name!r} gets is undecided; add an after: tag "
+                f"other, so which value {step.name!r} gets is undecided; add "
+                f"{'an' if graph.words.after == 'after' else 'a'} {graph.words.after}: tag "
                 "between them",
                 cell_index,
                 cell_id,
@@ -253,7 +261,8 @@ def _producer(
             Diagnostic(
                 f"reads {name!r}; in the pipeline it comes from step {producer.step.name!r}, "
                 f"which stands below {step.name!r} in the notebook, so running the notebook top "
-                "to bottom gives a different value; move the cells or change the after: tags",
+                f"to bottom gives a different value; move the cells or change the "
+                f"{graph.words.after}: tags",
                 cell_index,
                 cell_id,
                 step.name,
@@ -278,9 +287,11 @@ def _cell_id(step: Step, cell_index: int) -> str | None:
     return next((c.id for c in step.cells if c.index == cell_index), None)
 
 
-def _did_you_mean(name: str, options: list[str]) -> str:
+def _did_you_mean(name: str, options: list[str], words: TagWords) -> str:
     close = difflib.get_close_matches(name, options, n=1)
-    return f"; did you mean after:{close[0]}?" if close else f"; the steps are {', '.join(options)}"
+    if close:
+        return f"; did you mean {words.after}:{close[0]}?"
+    return f"; the steps are {', '.join(options)}"
 
 
 def _topological_order(parents: dict[str, list[str]]) -> list[str] | None:

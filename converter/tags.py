@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from . import limits
 from .images_ref import reference_problem
@@ -84,6 +85,34 @@ class CellTags:
             or self.report is not None
             or bool(self.models)
         )
+
+
+@dataclass(frozen=True)
+class TagWords:
+    """The words a notebook's tags use for a step and for the steps it runs after:
+    cellpipe's (`step:`, `after:`) or Kale's (`block:`, `prev:`). Messages name the tags the
+    notebook uses, so a Kale user is never told to write a tag their tools do not write."""
+
+    step: str = "step"
+    after: str = "after"
+
+
+def tag_words(cells: Iterable[Mapping[str, Any]], metadata: Mapping[str, Any]) -> TagWords:
+    """The words of the notebook's own tags: Kale's where its cells use `block:` (or `prev:`)
+    and never cellpipe's word for the same thing, or, with neither, where the notebook has
+    Kale's metadata (`kubeflow_notebook`); cellpipe's otherwise."""
+    keys: set[str] = set()
+    for cell in cells:
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        keys.update(str(t).partition(":")[0].strip() for t in tags if ":" in str(t))
+    kale = "kubeflow_notebook" in metadata
+    step = "block" if "block" in keys and "step" not in keys else "step"
+    after = "prev" if "prev" in keys and "after" not in keys else "after"
+    if kale and not keys & {"block", "step"}:
+        step = "block"
+    if kale and not keys & {"prev", "after"}:
+        after = "prev"
+    return TagWords(step, after)
 
 
 def parse_cell_tags(tags: list[str], gpu_resource: str = "nvidia.com/gpu") -> CellTags:

@@ -108,12 +108,14 @@ class KfpSettings:
     ssl_ca_cert: str | None = None
     kube: KubeSettings = field(default_factory=KubeSettings)
     service_account: str | None = None
+    host_from: str | None = None  # where `host` came from, for people: --host, configuration...
 
     @classmethod
     def from_environment(cls, **given: Any) -> KfpSettings:
         """Explicit values, else the environment (the token and cookie are never stored)."""
         settings = cls(**{k: v for k, v in given.items() if v is not None})
-        settings.host = settings.host or os.environ.get(ENDPOINT_ENV) or None
+        if not settings.host and os.environ.get(ENDPOINT_ENV):
+            settings.host, settings.host_from = os.environ[ENDPOINT_ENV], f"${ENDPOINT_ENV}"
         settings.token = os.environ.get(TOKEN_ENV) or settings.token
         settings.cookie = os.environ.get(COOKIE_ENV) or settings.cookie
         return settings
@@ -125,8 +127,9 @@ def _api() -> Any:
     return importlib.import_module("kfp_server_api")  # untyped: Any
 
 
-def api_client(settings: KfpSettings) -> tuple[Any, str, str | None]:
-    """The KFP API client, the address it speaks to, and the UI's address (None: unknown)."""
+def api_client(settings: KfpSettings) -> tuple[Any, str, str | None, str]:
+    """The KFP API client, the address it speaks to, the UI's address (None: unknown), and
+    the API for people: its address and where that came from (what an error names)."""
     kfp = _api()
     configuration = kfp.Configuration()
     configuration.retries = 1
@@ -143,8 +146,10 @@ def api_client(settings: KfpSettings) -> tuple[Any, str, str | None]:
             host = f"https://{host}"
         configuration.host = host.rstrip("/")
         ui = ui or _ui_from_host(configuration.host)
+        source = f"from {settings.host_from or '--host or c.CellPipe.kfp_host'}"
     elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration.host = IN_CLUSTER_HOST.format(namespace=KFP_SYSTEM_NAMESPACE)
+        source = "the in-cluster address: no --host, c.CellPipe.kfp_host or $" + ENDPOINT_ENV
     else:
         from kubernetes import config
         from kubernetes.config.config_exception import ConfigException
@@ -163,6 +168,11 @@ def api_client(settings: KfpSettings) -> tuple[Any, str, str | None]:
             )
         except (ConfigException, OSError, ValueError) as exc:
             raise ClusterError(f"cannot use the kubeconfig {path}: {exc}") from None
+        source = (
+            f"the API server's proxy, from the kubeconfig {path} (context "
+            f"{settings.kube.context or 'its current one'}): no --host, c.CellPipe.kfp_host or "
+            f"${ENDPOINT_ENV}"
+        )
         configuration.host = (
             f"{configuration.host}/{KUBE_PROXY_PATH.format(namespace=KFP_SYSTEM_NAMESPACE)}"
         )
@@ -170,7 +180,8 @@ def api_client(settings: KfpSettings) -> tuple[Any, str, str | None]:
         configuration.api_key["authorization"] = token
         configuration.api_key_prefix["authorization"] = "Bearer"
     client = kfp.ApiClient(configuration, cookie=settings.cookie)
-    return client, configuration.host, ui
+    where = f"the Kubeflow Pipelines API at {configuration.host} ({source})"
+    return client, configuration.host, ui, where
 
 
 def _ui_from_host(host: str) -> str:
@@ -232,6 +243,7 @@ class KfpEngine:
         self.home = home or cellpipe_home()
         self.store = store or open_store(self.home)
         self.gpu_resource = gpu_resource  # of steps whose GPU type names none
+        self.api = "the Kubeflow Pipelines API"  # its address and source once connected
 
     @classmethod
     def for_submit(
@@ -246,6 +258,7 @@ class KfpEngine:
         the configuration's (c.CellPipe.kfp_host, namespace), else the environment's."""
         settings = KfpSettings.from_environment(
             host=options.host or config.kfp_host,
+            host_from="--host" if options.host else "c.CellPipe.kfp_host",
             token=config.kfp_token,
             namespace=options.namespace or config.namespace,
             experiment=options.experiment,
@@ -306,7 +319,7 @@ class KfpEngine:
         (run_dir / "bundle.json").write_text(json.dumps(make_bundle(request.pipeline)))
         keep_source(run_dir, request.notebook)
         try:
-            client, host, ui = api_client(self.settings)
+            client, host, ui, self.api = api_client(self.settings)
         except ClusterError as exc:
             return fail_submission(self.store, record, str(exc))
         record.external["api"] = host
@@ -327,7 +340,7 @@ class KfpEngine:
         except Exception as exc:
             if isinstance(exc, (TypeError, AttributeError)):
                 raise
-            raise explain(exc, what, "the Kubeflow Pipelines API") from None
+            raise explain(exc, what, self.api) from None
 
     def _send(
         self, client: Any, record: RunRecord, submission: Submission, request: SubmitRequest
@@ -462,7 +475,8 @@ class KfpEngine:
         settings = self.settings
         if not settings.host and record.external.get("host"):
             settings.host = record.external["host"]
-        client, _, ui = api_client(settings)
+            settings.host_from = f"the address run {record.run_id} was submitted to"
+        client, _, ui, self.api = api_client(settings)
         return client, ui
 
     def _get(self, client: Any, record: RunRecord) -> Any:

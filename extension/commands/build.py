@@ -13,17 +13,15 @@ from cellpipe.launcher.notebooks import Prepared, prepare_file
 from cellpipe.launcher.requirements import find_requirements
 from cellpipe.launcher.submitting import build
 
-from .outcome import EXIT_OK, Outcome
+from .outcome import EXIT_OK, Outcome, print_problems
 
 
 def _prepare(notebook: Path, err: TextIO, **choices: str | None) -> Prepared:
     """The notebook compiled (settings in the one precedence), its warnings printed; its
     errors are a UserError."""
     prepared = prepare_file(notebook, load_config(), local_only=True, **choices)
-    for note in prepared.pipeline.notes:
-        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
-    for warning in prepared.pipeline.warnings:
-        print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
+    if not prepared.pipeline.errors:  # the errors alone (cellpipe.cli prints them): first
+        print_problems(err, str(notebook), prepared.pipeline)
     return prepared.raise_for_errors()
 
 

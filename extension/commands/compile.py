@@ -12,7 +12,7 @@ from cellpipe.launcher.config import load_config
 from cellpipe.launcher.errors import UserError
 from cellpipe.launcher.notebooks import Prepared, prepare_file
 
-from .outcome import EXIT_OK, EXIT_USER_ERROR, Outcome
+from .outcome import EXIT_OK, EXIT_USER_ERROR, Outcome, print_problems
 
 
 def compile_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -> Outcome:
@@ -26,12 +26,7 @@ def compile_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any
         gpu_label=args.gpu_label,
     )
     pipeline = prepared.pipeline
-    for note in pipeline.notes:
-        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
-    for warning in pipeline.warnings:
-        print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
-    for error in pipeline.errors:
-        print(f"cellpipe: error: {error.for_people(str(notebook))}", file=err)
+    print_problems(err, str(notebook), pipeline)
     if pipeline.errors:
         data = pipeline.to_json()
         if args.format == "json":

@@ -21,7 +21,7 @@ from cellpipe.launcher.running import check_image, image_for_run, run_here
 from cellpipe.launcher.store import RunRecord
 from cellpipe.launcher.vocabulary import KFP_LOCAL_ENGINE, RunStatus
 
-from .outcome import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, Outcome
+from .outcome import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, Outcome, print_problems
 from .progress import progress_for
 from .terminal import console_for, safe_text, status_text, terminal_safe
 
@@ -48,13 +48,8 @@ def run_command(
     notebook = Path(args.notebook)
     prepared = prepare_file(notebook, config, local_only=True)
     pipeline = prepared.pipeline
-    for note in pipeline.notes:
-        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
-    for warning in pipeline.warnings:
-        print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
+    print_problems(err, str(notebook), pipeline)
     if pipeline.errors:
-        for error in pipeline.errors:
-            print(f"cellpipe: error: {error.for_people(str(notebook))}", file=err)
         return Outcome(EXIT_USER_ERROR, pipeline.to_json())
     parameters = prepared.text_parameters(args.parameter)
     no_gpus = prepared.gpus_here(args.require_gpus, "--require-gpus")

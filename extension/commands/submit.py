@@ -27,7 +27,7 @@ from cellpipe.launcher.submitting import (
 )
 from cellpipe.launcher.vocabulary import KFP_ENGINE, RunStatus
 
-from .outcome import EXIT_FAILED, EXIT_OK, Outcome
+from .outcome import EXIT_FAILED, EXIT_OK, Outcome, print_problems
 
 SUBMIT_JSON_KEYS = ("run_id", "engine", "status", "error", "image", "gpus", "external", "links")
 
@@ -67,10 +67,8 @@ def submit_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any)
         builder=args.builder,
         dry_run=args.dry_run,
     )
-    for note in prepared.pipeline.notes:
-        print(f"cellpipe: note: {note.for_people(str(notebook))}", file=err)
-    for warning in submit_warnings(prepared, choices):
-        print(f"cellpipe: warning: {warning.for_people(str(notebook))}", file=err)
+    if not prepared.pipeline.errors:  # the errors alone (cellpipe.cli prints them): first
+        print_problems(err, str(notebook), prepared.pipeline, submit_warnings(prepared, choices))
     prepared.raise_for_errors()
     choices.parameters = prepared.text_parameters(args.parameter)
     home = cellpipe_home()

@@ -326,7 +326,7 @@ def test_errors_stay_errors_in_kale_notebooks() -> None:
         (["block:c", "prev:a"], "print(y)"),
         metadata={"kubeflow_notebook": {"pipeline_name": "k", "autosnapshot": True}},
     )
-    assert "add the tag after:b" in error_messages(pipeline)[0]
+    assert "add the tag prev:b" in error_messages(pipeline)[0]  # the notebook's own tags
     assert any("autosnapshot" in w.message for w in pipeline.warnings)
 
 

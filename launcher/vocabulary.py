@@ -11,7 +11,8 @@ from enum import Enum
 
 
 class RunStatus(str, Enum):
-    """A run's (or a step's, or a build's) status."""
+    """A run's (or a step's, or a build's) status. Front doors show these words as they
+    are (the CLI's step lines, `status`, the sidebar), never marks of their own (ok, skip)."""
 
     PENDING = "Pending"
     RUNNING = "Running"

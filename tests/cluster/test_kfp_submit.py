@@ -157,6 +157,14 @@ def test_status_logs_and_steps_follow_the_kfp_run(
         kube.kubeconfig,
     )
     assert code == 0 and out == "epoch 1\nepoch 2\n"
+    # the run's whole log: each step under a header with its status, from its pods
+    code, out, err = cellpipe(
+        "logs", run["run_id"], "--host", kfp.host, "--kubeconfig", kube.kubeconfig
+    )
+    assert code == 0, err
+    assert out.startswith(f"run {run['run_id']}: train, kfp, Running\n")
+    assert "==> step load data [load-data]: Succeeded, 7.00 s <==\n" in out
+    assert out.endswith("==> step train: Running, 7.00 s <==\nepoch 1\nepoch 2\n")
     # where the user may not read pods' logs: the message and the KFP UI's link
     cluster.forbid("get", "pods/log")
     code, out, err = cellpipe(

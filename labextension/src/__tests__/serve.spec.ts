@@ -33,33 +33,12 @@ jest.mock('../request', () => ({
 }));
 // JupyterLab's UI packages load their SVG icons as modules, which jest here does not map:
 // the panel's names stand in, rendering what the real ones render for these props.
-jest.mock('@jupyterlab/apputils', () => {
-  const { Widget } = jest.requireActual('@lumino/widgets');
-  const { createRoot } = jest.requireActual('react-dom/client');
-  class ReactWidget extends Widget {
-    private _root = createRoot(this.node);
-    protected render(): unknown {
-      return null;
-    }
-    protected onUpdateRequest(): void {
-      this._root.render(this.render());
-    }
-    dispose(): void {
-      this._root.unmount();
-      super.dispose();
-    }
-  }
-  return { Dialog: {}, ReactWidget };
-});
-jest.mock('@jupyterlab/ui-components', () => {
-  const React = jest.requireActual('react');
-  return {
-    Button: ({ small: _s, minimal: _m, ...props }: Record<string, unknown>) =>
-      React.createElement('button', { type: 'button', ...props }),
-    HTMLSelect: () => null,
-    stopIcon: { react: () => null }
-  };
-});
+jest.mock('@jupyterlab/apputils', () =>
+  jest.requireActual('./labstubs').apputils()
+);
+jest.mock('@jupyterlab/ui-components', () =>
+  jest.requireActual('./labstubs').uiComponents()
+);
 
 const mocked = requestAPI as jest.MockedFunction<typeof requestAPI>;
 // jsdom has no fetch for makeSettings to read, and requestAPI (mocked) is all that would use it

@@ -18,46 +18,12 @@ import { TuneDialogBody } from '../widgets/TuneDialog';
 import { TuneView } from '../widgets/TuneView';
 import { compileResult, vocabulary } from './fixtures';
 
-jest.mock('@jupyterlab/apputils', () => {
-  const { Widget } = jest.requireActual('@lumino/widgets');
-  const { createRoot } = jest.requireActual('react-dom/client');
-  class ReactWidget extends Widget {
-    private _root = createRoot(this.node);
-    protected render(): unknown {
-      return null;
-    }
-    protected onUpdateRequest(): void {
-      this._root.render(this.render());
-    }
-    dispose(): void {
-      this._root.unmount();
-      super.dispose();
-    }
-  }
-  return { Dialog: {}, ReactWidget };
-});
-jest.mock('@jupyterlab/ui-components', () => {
-  const React = jest.requireActual('react');
-  return {
-    Button: ({ small: _s, minimal: _m, ...props }: Record<string, unknown>) =>
-      React.createElement('button', { type: 'button', ...props }),
-    HTMLSelect: ({
-      options,
-      ...props
-    }: {
-      options: (string | { value: string; label: string })[];
-    }) =>
-      React.createElement(
-        'select',
-        props,
-        options.map(option => {
-          const value = typeof option === 'string' ? option : option.value;
-          return React.createElement('option', { key: value, value }, value);
-        })
-      ),
-    stopIcon: { react: () => null }
-  };
-});
+jest.mock('@jupyterlab/apputils', () =>
+  jest.requireActual('./labstubs').apputils()
+);
+jest.mock('@jupyterlab/ui-components', () =>
+  jest.requireActual('./labstubs').uiComponents()
+);
 
 const client = new CellPipeClient({
   baseUrl: 'http://127.0.0.1:8888/'

@@ -83,6 +83,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_run.py
 	$(BIN)/python benchmarks/bench_cells.py
 	$(BIN)/python benchmarks/bench_build.py
+	$(BIN)/python benchmarks/bench_tune.py
 	$(BIN)/python benchmarks/bench_serve.py
 
 # The sdist (Python sources, the sidebar's sources and its prebuilt extension) and the wheel built

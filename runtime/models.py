@@ -34,7 +34,7 @@ _SAMPLE_ROWS = 3
 # the libraries whose versions matter to whoever loads each format
 _LIBRARIES = {
     "sklearn": ["scikit-learn", "joblib", "numpy"],
-    "xgboost": ["xgboost", "numpy"],
+    "xgboost": ["xgboost", "xgboost-cpu", "numpy"],  # xgboost-cpu: the same module, CPU only
     "lightgbm": ["lightgbm", "numpy"],
     "pytorch": ["torch", "cloudpickle"],
     CUSTOM_FORMAT: ["cloudpickle"],
@@ -161,8 +161,9 @@ def data_sample(model: Any, namespace: dict[str, Any]) -> dict[str, Any] | None:
         if width is not None and shape[1] != width:
             continue
         frame_columns = [str(c) for c in getattr(value, "columns", [])] or None
-        if wanted is not None and frame_columns is not None and frame_columns != wanted:
-            continue
+        if wanted is not None and frame_columns is not None:
+            if _plain_names(frame_columns) != _plain_names(wanted):
+                continue
         rank = 0 if "test" in name.lower() else 1 if name.lower().startswith("x") else 2
         candidates.append((rank, name, value, frame_columns))
     if not candidates or width is None:
@@ -173,6 +174,11 @@ def data_sample(model: Any, namespace: dict[str, Any]) -> dict[str, Any] | None:
     if frame_columns is not None:
         sample["columns"] = frame_columns
     return sample
+
+
+def _plain_names(columns: list[str]) -> list[str]:
+    """Column names as LightGBM keeps them (its feature names have `_` for white space)."""
+    return ["_".join(name.split()) for name in columns]
 
 
 def _json_rows(rows: Any) -> list[Any]:

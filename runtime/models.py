@@ -161,9 +161,9 @@ def data_sample(model: Any, namespace: dict[str, Any]) -> dict[str, Any] | None:
         if width is not None and shape[1] != width:
             continue
         frame_columns = [str(c) for c in getattr(value, "columns", [])] or None
-        if wanted is not None and frame_columns is not None:
-            if _plain_names(frame_columns) != _plain_names(wanted):
-                continue
+        named = wanted is not None and frame_columns is not None
+        if named and _plain_names(frame_columns or []) != _plain_names(wanted or []):
+            continue
         rank = 0 if "test" in name.lower() else 1 if name.lower().startswith("x") else 2
         candidates.append((rank, name, value, frame_columns))
     if not candidates or width is None:

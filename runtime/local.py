@@ -233,7 +233,9 @@ class Executor:
         os.dup2(log, 2)
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        return run_one(self.plan, self.bundle, task, self.namespace, output_dir)
+        # The step's process ends (os._exit) once its outputs are saved: their memory may go
+        # back to the OS as they are written
+        return run_one(self.plan, self.bundle, task, self.namespace, output_dir, release=True)
 
     def _wait_one(self) -> None:
         pid, status = self._wait_child()
@@ -367,8 +369,10 @@ def run_one(
     task: str,
     namespace: dict[str, Any],
     output_dir: Path,
+    release: bool = False,
 ) -> int:
-    """Run one step in this process; writes RESULT_FILE; returns the exit status."""
+    """Run one step in this process; writes RESULT_FILE; returns the exit status. `release`:
+    the process ends right after, so its outputs' memory may be released as they are saved."""
     step = bundle["steps"][task]
     sources = plan["inputs"][task]  # name -> directory holding that value
 
@@ -379,7 +383,9 @@ def run_one(
             raise UnreadableInput(name, sources[name], exc) from exc
 
     try:
-        result = run_step(bundle, task, namespace, plan["parameters"], load_input, output_dir)
+        result = run_step(
+            bundle, task, namespace, plan["parameters"], load_input, output_dir, release
+        )
     except StepFailed as exc:
         print(exc.details, file=sys.stderr)
         record: dict[str, Any] = {"status": "Failed", "error": str(exc), "details": exc.details}

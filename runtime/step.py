@@ -118,11 +118,14 @@ def run_step(
     parameters: dict[str, Any],
     load_input: Callable[[str], Any],
     output_dir: Path,
+    release: bool = False,
 ) -> StepResult:
     """Bind parameters and inputs, run the step's cells, hand on its outputs.
 
     `namespace` already holds the prelude's names. `load_input(name)` returns a received
     value. Outputs go to `output_dir/NAME/`. Raises StepFailed with a cell-mapped traceback.
+    `release`: the process ends after this step and reads none of its values again, so large
+    outputs' memory may go back to the OS as they are written (values.save_all).
     """
     step = bundle["steps"][task]
     started = time.perf_counter()
@@ -143,9 +146,10 @@ def run_step(
                 user_traceback(exc.error),
             ) from None
         result = StepResult(printed=printed(records), cells=records)
-        result.outputs = hand_on(step, namespace, output_dir)
+        # Metrics and models first: the outputs' memory may be released as they are saved
         result.metrics = collect_metrics(step, namespace)
         result.models = keep_models(step, namespace, output_dir)
+        result.outputs = hand_on(step, namespace, output_dir, release)
     except StepFailed as exc:
         exc.cells = records
         failure = exc
@@ -188,20 +192,22 @@ def write_report(
     path.write_text(json.dumps(report, default=repr))
 
 
-def hand_on(step: dict[str, Any], namespace: dict[str, Any], output_dir: Path) -> dict[str, str]:
-    formats = {}
+def hand_on(
+    step: dict[str, Any], namespace: dict[str, Any], output_dir: Path, release: bool = False
+) -> dict[str, str]:
     for name in step["hands_on"]:
         if name not in namespace:
             raise StepFailed(
                 f"step {step['name']!r} was to hand on {name!r} but did not define it "
                 "(was it set only inside an if or a loop that did not run?)"
             )
-        value = namespace[name]
-        try:
-            formats[name] = values.save(value, output_dir / name)
-        except values.UnsavableValue as exc:
-            raise StepFailed(values.unsavable_message(name, value, step["name"], exc)) from None
-    return formats
+    outputs = {name: namespace[name] for name in step["hands_on"]}
+    try:
+        return values.save_all(outputs, output_dir, release)
+    except values.UnsavableValue as exc:
+        name = exc.name or ""
+        message = values.unsavable_message(name, outputs.get(name), step["name"], exc)
+        raise StepFailed(message) from None
 
 
 def keep_models(

@@ -3,6 +3,7 @@
  */
 import * as dagre from '@dagrejs/dagre';
 
+import { upstreamOf } from './steps';
 import { IStep } from './tokens';
 
 /** One line of text in a node: its kind says how it is drawn. */
@@ -20,6 +21,8 @@ export interface IDagNode {
   lines: INodeLine[];
   /** A screen reader's words for the node. */
   label: string;
+  /** A step named by an `after:` tag that the notebook does not have. */
+  missing?: boolean;
 }
 
 export interface IDagEdge {
@@ -28,6 +31,8 @@ export interface IDagEdge {
   /** Names handed from `from` to `to` along this edge. */
   values: string[];
   points: { x: number; y: number }[];
+  /** Why the edge cannot be (it closes a cycle, its step is missing), or null. */
+  broken: string | null;
 }
 
 export interface IDagLayout {
@@ -76,26 +81,26 @@ function resourcesLine(step: IStep): string | null {
 }
 
 /** What a node shows, line by line. */
-export function nodeLines(step: IStep): INodeLine[] {
-  const lines: INodeLine[] = [{ kind: 'name', text: fit(step.name) }];
+export function nodeLines(step: IStep, chars = MAX_CHARS): INodeLine[] {
+  const lines: INodeLine[] = [{ kind: 'name', text: fit(step.name, chars) }];
   const gpu = gpuBadge(step);
   if (gpu) {
-    lines.push({ kind: 'gpu', text: fit(gpu) });
+    lines.push({ kind: 'gpu', text: fit(gpu, chars) });
   }
   const resources = resourcesLine(step);
   if (resources) {
-    lines.push({ kind: 'resources', text: fit(resources) });
+    lines.push({ kind: 'resources', text: fit(resources, chars) });
   }
   if (step.receives.length) {
     lines.push({
       kind: 'receives',
-      text: fit(`← ${step.receives.join(', ')}`)
+      text: fit(`← ${step.receives.join(', ')}`, chars)
     });
   }
   if (step.hands_on.length) {
     lines.push({
       kind: 'hands_on',
-      text: fit(`→ ${step.hands_on.join(', ')}`)
+      text: fit(`→ ${step.hands_on.join(', ')}`, chars)
     });
   }
   return lines;
@@ -120,11 +125,56 @@ export function nodeLabel(step: IStep): string {
   return parts.join('; ');
 }
 
+export interface ILayoutOptions {
+  /**
+   * The `after:` edges as the tags say them (steps.ts `tagGraph`), drawn instead of the
+   * compiled ones: while compile errors exist the compiled steps have no edges, and the
+   * graph would fall into one row.
+   */
+  tagAfter?: ReadonlyMap<string, ReadonlyArray<string>>;
+  /** The width of a character at the view's font (6.6 at 11-12 px). */
+  charWidth?: number;
+  /** Room for a status icon at the right of each node (pixels). */
+  iconRoom?: number;
+  /** Nodes as wide as their names, their other lines cut to that width. */
+  compact?: boolean;
+  /** Top to bottom (the default) or left to right. */
+  rankdir?: 'TB' | 'LR';
+}
+
+/** An edge's trouble: it closes a cycle, or its step does not exist. */
+function brokenReason(
+  from: string,
+  to: string,
+  known: ReadonlySet<string>,
+  after: ReadonlyMap<string, ReadonlyArray<string>>
+): string | null {
+  if (!known.has(from)) {
+    return `no step is named ${from}`;
+  }
+  if (upstreamOf(from, after).has(to)) {
+    return `${from} and ${to} run after each other (a cycle)`;
+  }
+  return null;
+}
+
 /** Lay the steps out as a graph: one node per step, one edge per `after`. */
-export function layoutDag(steps: ReadonlyArray<IStep>): IDagLayout {
+export function layoutDag(
+  steps: ReadonlyArray<IStep>,
+  options: ILayoutOptions = {}
+): IDagLayout {
+  const afterOf = (step: IStep): ReadonlyArray<string> =>
+    options.tagAfter?.get(step.name) ?? step.after;
+  const after = new Map(steps.map(step => [step.name, afterOf(step)]));
+  const known = new Set(steps.map(step => step.name));
+  const missing = [
+    ...new Set(
+      steps.flatMap(step => afterOf(step).filter(name => !known.has(name)))
+    )
+  ];
   const graph = new dagre.graphlib.Graph();
   graph.setGraph({
-    rankdir: 'TB',
+    rankdir: options.rankdir ?? 'TB',
     nodesep: 24,
     ranksep: 36,
     marginx: 8,
@@ -132,28 +182,57 @@ export function layoutDag(steps: ReadonlyArray<IStep>): IDagLayout {
   });
   graph.setDefaultEdgeLabel(() => ({}));
   const byName = new Map(steps.map(step => [step.name, step]));
+  const charWidth = options.charWidth ?? CHAR_WIDTH;
+  const iconRoom = options.iconRoom ?? 0;
+  const maxWidth = MAX_WIDTH * (charWidth / CHAR_WIDTH) + iconRoom;
+  const chars = Math.floor((maxWidth - iconRoom - 2 * PADDING) / charWidth);
+  const sized = new Map<string, { width: number; lines: INodeLine[] }>();
   for (const step of steps) {
-    const lines = nodeLines(step);
-    const longest = Math.max(...lines.map(line => line.text.length));
+    let lines = nodeLines(step, chars);
+    // compact: as wide as the name and GPU badge; the rest cut to that (the title has it all)
+    const sizing = options.compact
+      ? lines.filter(line => line.kind === 'name' || line.kind === 'gpu')
+      : lines;
+    const longest = Math.max(...sizing.map(line => line.text.length));
     const width = Math.min(
-      MAX_WIDTH,
-      Math.max(MIN_WIDTH, Math.ceil(longest * CHAR_WIDTH + 2 * PADDING))
+      maxWidth,
+      Math.max(
+        MIN_WIDTH,
+        Math.ceil(longest * charWidth + 2 * PADDING + iconRoom)
+      )
     );
+    if (options.compact) {
+      const room = Math.floor((width - 2 * PADDING) / CHAR_WIDTH);
+      lines = lines.map(line =>
+        sizing.includes(line) ? line : { ...line, text: fit(line.text, room) }
+      );
+    }
+    sized.set(step.name, { width, lines });
     const height = lines.length * LINE_HEIGHT + 2 * PADDING - 2;
     graph.setNode(step.name, { width, height });
   }
-  const edges: { from: string; to: string; values: string[] }[] = [];
+  const linesOf = (step: IStep) => sized.get(step.name)!.lines;
+  for (const name of missing) {
+    graph.setNode(name, {
+      width: Math.max(MIN_WIDTH, name.length * charWidth + 2 * PADDING),
+      height: LINE_HEIGHT + 2 * PADDING
+    });
+  }
+  const edges: Omit<IDagEdge, 'points'>[] = [];
   for (const step of steps) {
-    for (const before of step.after) {
-      const source = byName.get(before);
-      if (!source || before === step.name) {
-        continue;
+    for (const before of afterOf(step)) {
+      if (before === step.name) {
+        continue; // a step after itself: the compile error on its cell says so
       }
+      const source = byName.get(before);
       graph.setEdge(before, step.name);
       edges.push({
         from: before,
         to: step.name,
-        values: step.receives.filter(name => source.hands_on.includes(name))
+        values: source
+          ? step.receives.filter(name => source.hands_on.includes(name))
+          : [],
+        broken: brokenReason(before, step.name, known, after)
       });
     }
   }
@@ -162,18 +241,34 @@ export function layoutDag(steps: ReadonlyArray<IStep>): IDagLayout {
   return {
     width: Math.ceil(label.width ?? 0),
     height: Math.ceil(label.height ?? 0),
-    nodes: steps.map(step => {
-      const node = graph.node(step.name);
-      return {
-        name: step.name,
-        x: node.x - node.width / 2,
-        y: node.y - node.height / 2,
-        width: node.width,
-        height: node.height,
-        lines: nodeLines(step),
-        label: nodeLabel(step)
-      };
-    }),
+    nodes: steps
+      .map(step => {
+        const node = graph.node(step.name);
+        return {
+          name: step.name,
+          x: node.x - node.width / 2,
+          y: node.y - node.height / 2,
+          width: node.width,
+          height: node.height,
+          lines: linesOf(step),
+          label: nodeLabel(step)
+        };
+      })
+      .concat(
+        missing.map(name => {
+          const node = graph.node(name);
+          return {
+            name,
+            x: node.x - node.width / 2,
+            y: node.y - node.height / 2,
+            width: node.width,
+            height: node.height,
+            lines: [{ kind: 'name' as const, text: fit(name, chars) }],
+            label: `No step is named ${name}`,
+            missing: true
+          };
+        })
+      ),
     edges: edges.map(edge => ({
       ...edge,
       points: (graph.edge(edge.from, edge.to).points ?? []).map(p => ({
@@ -200,3 +295,72 @@ export function edgePath(
 
 export const DAG_LINE_HEIGHT = LINE_HEIGHT;
 export const DAG_PADDING = PADDING;
+
+/** How the view shows the graph: scale, then translate (screen pixels). */
+export interface IViewTransform {
+  scale: number;
+  x: number;
+  y: number;
+}
+
+/** The zoom range: never so small that a name is drawn under `minFontPx`. */
+export interface IZoomLimits {
+  min: number;
+  max: number;
+}
+
+/** The least scale at which text of `fontPx` (in graph units) is drawn at `minFontPx`. */
+export function zoomLimits(fontPx: number, minFontPx: number): IZoomLimits {
+  return { min: minFontPx / fontPx, max: 3 };
+}
+
+function clamp(value: number, limits: IZoomLimits): number {
+  return Math.min(limits.max, Math.max(limits.min, value));
+}
+
+/**
+ * The transform that shows the whole graph in the view, centred, at most at 100 %; a graph
+ * too big to fit at the least legible scale is shown from its top, centred across.
+ */
+export function fitTransform(
+  graph: { width: number; height: number },
+  view: { width: number; height: number },
+  limits: IZoomLimits,
+  margin = 16
+): IViewTransform {
+  const room = {
+    width: Math.max(1, view.width - 2 * margin),
+    height: Math.max(1, view.height - 2 * margin)
+  };
+  const scale = clamp(
+    Math.min(
+      1,
+      room.width / Math.max(1, graph.width),
+      room.height / Math.max(1, graph.height)
+    ),
+    limits
+  );
+  const width = graph.width * scale;
+  const height = graph.height * scale;
+  return {
+    scale,
+    x: width <= room.width ? (view.width - width) / 2 : margin,
+    y: height <= room.height ? (view.height - height) / 2 : margin
+  };
+}
+
+/** Zoom by `factor` about a point of the view (the pointer), which stays where it is. */
+export function zoomAt(
+  transform: IViewTransform,
+  factor: number,
+  point: { x: number; y: number },
+  limits: IZoomLimits
+): IViewTransform {
+  const scale = clamp(transform.scale * factor, limits);
+  const ratio = scale / transform.scale;
+  return {
+    scale,
+    x: point.x - (point.x - transform.x) * ratio,
+    y: point.y - (point.y - transform.y) * ratio
+  };
+}

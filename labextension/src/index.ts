@@ -51,6 +51,9 @@ function readSettings(settings: ISettingRegistry.ISettings): ISidebarSettings {
 
 const NO_ARGS = { args: { type: 'object' as const, properties: {} } };
 
+/** Opens the main-area pipeline view of the notebook in focus, beside it. */
+const OPEN_PIPELINE_VIEW = 'cellpipe:open-pipeline-view';
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description:
@@ -204,9 +207,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return sidebar.session?.pipeline.compile();
       }
     });
+    app.commands.addCommand(OPEN_PIPELINE_VIEW, {
+      label: 'Open the Pipeline View',
+      icon: pipelineIcon,
+      isEnabled: hasNotebook,
+      describedBy: NO_ARGS,
+      execute: () => {
+        follow();
+        sidebar.openPipelineView();
+      }
+    });
     if (palette) {
       const category = 'cellpipe';
-      for (const command of Object.values(CommandIDs)) {
+      for (const command of [
+        ...Object.values(CommandIDs),
+        OPEN_PIPELINE_VIEW
+      ]) {
         palette.addItem({ command, category });
       }
     }

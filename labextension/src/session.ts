@@ -112,7 +112,12 @@ export class NotebookSession implements IDisposable {
     // Runs listed before /config answered are followed once its vocabulary says which ended.
     context.changed.connect(this._onContextChanged, this);
     this._context = context;
-    this.decorator = new CellDecorator(panel, this.pipeline);
+    this.decorator = new CellDecorator(
+      panel,
+      this.pipeline,
+      this.runs,
+      async (runId, step) => (await context.client.logs(runId, step)).text
+    );
     this.executed = new ExecutedNotebooks(context.client);
     this.debug = new DebugRuns();
     void panel.context.ready.then(() => {

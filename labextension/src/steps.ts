@@ -142,3 +142,123 @@ export function forPeople(problem: {
   }
   return [...where, problem.message].join(': ');
 }
+
+/**
+ * Each step's `after:` (or `prev:`) steps as the tags say them, read without compiling: the
+ * graph the step editor checks for cycles and the pipeline view draws while compile errors
+ * (a cycle, an unknown step) leave the compiled steps without their edges.
+ */
+export function tagGraph(
+  cells: ReadonlyArray<ICellInfo>
+): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const cell of cells) {
+    if (cell.type !== 'code') {
+      continue;
+    }
+    const settings = readCellSettings(cell.tags, readStepLine(cell.source));
+    if (settings.role !== 'step') {
+      continue;
+    }
+    for (const name of settings.names) {
+      const after = graph.get(name) ?? [];
+      for (const before of settings.after) {
+        if (!after.includes(before)) {
+          after.push(before);
+        }
+      }
+      graph.set(name, after);
+    }
+  }
+  return graph;
+}
+
+/** The steps `name` runs after, directly or through others (not `name` itself unless a cycle). */
+export function upstreamOf(
+  name: string,
+  graph: ReadonlyMap<string, ReadonlyArray<string>>
+): Set<string> {
+  const seen = new Set<string>();
+  const queue = [...(graph.get(name) ?? [])];
+  while (queue.length) {
+    const next = queue.pop()!;
+    if (!seen.has(next)) {
+      seen.add(next);
+      queue.push(...(graph.get(next) ?? []));
+    }
+  }
+  return seen;
+}
+
+/**
+ * The steps a step named `own` may run after without making a cycle: not itself, and none
+ * that already runs after it (directly or through others).
+ */
+export function acyclicCandidates(
+  own: ReadonlyArray<string>,
+  steps: ReadonlyArray<string>,
+  graph: ReadonlyMap<string, ReadonlyArray<string>>
+): string[] {
+  const mine = new Set(own.map(name => name.trim()).filter(Boolean));
+  return steps.filter(
+    step =>
+      !mine.has(step) &&
+      ![...upstreamOf(step, graph)].some(before => mine.has(before))
+  );
+}
+
+/** The step of the nearest code cell above `cellId` that belongs to one, or null. */
+export function stepAbove(
+  membership: IMembership,
+  cellId: string
+): string | null {
+  const index = membership.cells.findIndex(place => place.id === cellId);
+  for (let i = index - 1; i >= 0; i--) {
+    const place = membership.cells[i];
+    if (place.role === 'step' && place.steps.length) {
+      return place.steps[0];
+    }
+  }
+  return null;
+}
+
+/** Does any cell order its step with `after:` (or Kale's `prev:`)? */
+export function usesAfter(cells: ReadonlyArray<ICellInfo>): boolean {
+  return [...tagGraph(cells).values()].some(after => after.length > 0);
+}
+
+/** A piece of a message: plain text, or `cell N` (N counting from 1) to link to the cell. */
+export type MessagePart = string | { cell: number; text: string };
+
+const CELL_REFERENCE = /\bcell (\d+)\b/g;
+
+/** Split a message or traceback so that each `cell N` in it can be a link to the cell. */
+export function cellLinks(text: string): MessagePart[] {
+  const parts: MessagePart[] = [];
+  let last = 0;
+  for (const match of text.matchAll(CELL_REFERENCE)) {
+    const start = match.index ?? 0;
+    if (start > last) {
+      parts.push(text.slice(last, start));
+    }
+    parts.push({ cell: parseInt(match[1], 10), text: match[0] });
+    last = start + match[0].length;
+  }
+  if (last < text.length) {
+    parts.push(text.slice(last));
+  }
+  return parts;
+}
+
+/**
+ * The cell (0-based index) a failed step's error points at: the notebook's frame in its
+ * traceback (`File "NOTEBOOK, cell N"`), else the first `cell N` it names; null when none.
+ */
+export function failedCellIndex(error: string | null): number | null {
+  if (!error) {
+    return null;
+  }
+  const frame =
+    /\.ipynb, cell (\d+)/.exec(error) ?? /\bcell (\d+)\b/.exec(error);
+  return frame ? parseInt(frame[1], 10) - 1 : null;
+}

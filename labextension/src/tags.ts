@@ -4,8 +4,9 @@
  * The grammar is the README's (converter/tags.py is the reference): `step:NAME`,
  * `after:NAME`, `gpu:N[:TYPE]`, `cpu:Q`, `memory:Q`, `image:REF` and the role words `imports`,
  * `functions`, `parameters`, `metrics`, `skip`; Kale's `block:`, `prev:`, `limit:`,
- * `pipeline-parameters` and `pipeline-metrics` are read too and rewritten in cellpipe's dialect
- * when the editor changes a cell. Every other tag is kept as it is.
+ * `pipeline-parameters` and `pipeline-metrics` are read too. The editor writes a cell's tags in
+ * the dialect the notebook already uses (`detectDialect`), so a Kale notebook keeps its
+ * `block:`/`prev:`. Every other tag is kept as it is.
  */
 
 /** What a cell is in the pipeline. `continue`: no role tag, it joins the role above it. */
@@ -199,18 +200,128 @@ export function readCellSettings(
   return settings;
 }
 
-/** Can a cell in this role carry step settings (after:, gpu:, cpu:, ...)? */
+/**
+ * Can a cell in this role carry a step's resources (gpu:, cpu:, memory:, image:)? A cell that
+ * continues a step adds them to its step (the converter merges them).
+ */
 export function carriesStepSettings(role: CellRole): boolean {
   return role === 'step' || role === 'continue';
 }
 
+/** Can a cell in this role say what its step runs after? Only the cell that begins the step. */
+export function carriesAfter(role: CellRole): boolean {
+  return role === 'step';
+}
+
 /**
- * The cell's new tags: the managed tags rewritten from `settings` in cellpipe's dialect,
- * every other tag kept, in its order, after them.
+ * The settings after the role changes from `draft.role` to `role`: what no longer applies is
+ * dropped (so no stray `after:` is left on a cell that now continues another step, which
+ * would make its new step run after itself), and a new step in a notebook that orders its
+ * steps with `after:`/`prev:` starts after the step above (`stepAbove`).
+ */
+export function changeRole(
+  draft: ICellSettings,
+  role: CellRole,
+  stepAbove: string | null = null
+): ICellSettings {
+  if (role === draft.role) {
+    return draft;
+  }
+  const next: ICellSettings = { ...draft, role };
+  if (!carriesAfter(role)) {
+    next.after = [];
+  }
+  if (!carriesStepSettings(role) || draft.role === 'step') {
+    // the resources were the step's own: they would move to the step above, unasked
+    next.gpuCount = 0;
+    next.gpuType = '';
+    next.cpu = '';
+    next.memory = '';
+    next.image = '';
+  }
+  if (role !== 'step') {
+    next.names = [];
+  } else if (!next.after.length && stepAbove) {
+    next.after = [stepAbove];
+  }
+  return next;
+}
+
+/** How a notebook spells its tags: cellpipe's words, or Kale's where the notebook uses them. */
+export interface ITagDialect {
+  /** `step` or Kale's `block`. */
+  step: 'step' | 'block';
+  /** `after` or Kale's `prev`. */
+  after: 'after' | 'prev';
+  /** `parameters` or Kale's `pipeline-parameters`. */
+  parameters: 'parameters' | 'pipeline-parameters';
+  /** `metrics` or Kale's `pipeline-metrics`. */
+  metrics: 'metrics' | 'pipeline-metrics';
+  /** `gpu:N`, `cpu:Q`, `memory:Q`, or Kale's `limit:nvidia.com/gpu:N`, `limit:cpu:Q` ... */
+  limits: 'cellpipe' | 'kale';
+}
+
+export const CELLPIPE_DIALECT: ITagDialect = {
+  step: 'step',
+  after: 'after',
+  parameters: 'parameters',
+  metrics: 'metrics',
+  limits: 'cellpipe'
+};
+
+/**
+ * The dialect of a notebook's tags, word by word: Kale's spelling where the notebook uses it
+ * and not cellpipe's (a notebook that mixes `step:` with `prev:` keeps both habits).
+ */
+export function detectDialect(
+  cellTags: ReadonlyArray<ReadonlyArray<string>>
+): ITagDialect {
+  const used = new Set<string>();
+  for (const tags of cellTags) {
+    for (const raw of tags) {
+      const tag = raw.trim();
+      const [key, value] = splitTag(tag);
+      used.add(value === null ? tag : `${key}:`);
+    }
+  }
+  const kale = (ours: string, theirs: string) =>
+    used.has(theirs) && !used.has(ours);
+  return {
+    step: kale('step:', 'block:') ? 'block' : 'step',
+    after: kale('after:', 'prev:') ? 'prev' : 'after',
+    parameters: kale('parameters', 'pipeline-parameters')
+      ? 'pipeline-parameters'
+      : 'parameters',
+    metrics: kale('metrics', 'pipeline-metrics')
+      ? 'pipeline-metrics'
+      : 'metrics',
+    limits:
+      used.has('limit:') &&
+      !['gpu:', 'cpu:', 'memory:'].some(key => used.has(key))
+        ? 'kale'
+        : 'cellpipe'
+  };
+}
+
+/** Does the notebook speak any of Kale's words? */
+export function isKaleDialect(dialect: ITagDialect): boolean {
+  return (
+    dialect.step !== 'step' ||
+    dialect.after !== 'after' ||
+    dialect.parameters !== 'parameters' ||
+    dialect.metrics !== 'metrics' ||
+    dialect.limits !== 'cellpipe'
+  );
+}
+
+/**
+ * The cell's new tags: the managed tags rewritten from `settings` in the notebook's dialect
+ * (cellpipe's by default), every other tag kept, in its order, after them.
  */
 export function writeCellTags(
   tags: ReadonlyArray<string>,
-  settings: ICellSettings
+  settings: ICellSettings,
+  dialect: ITagDialect = CELLPIPE_DIALECT
 ): string[] {
   const kept = tags.filter(tag => !isManagedTag(tag));
   const managed: string[] = [];
@@ -218,32 +329,48 @@ export function writeCellTags(
     case 'step':
       for (const name of settings.names) {
         const trimmed = name.trim();
-        if (trimmed && !managed.includes(`step:${trimmed}`)) {
-          managed.push(`step:${trimmed}`);
+        if (trimmed && !managed.includes(`${dialect.step}:${trimmed}`)) {
+          managed.push(`${dialect.step}:${trimmed}`);
         }
       }
       break;
     case 'continue':
       break;
+    case 'parameters':
+      managed.push(dialect.parameters);
+      break;
+    case 'metrics':
+      managed.push(dialect.metrics);
+      break;
     default:
       managed.push(settings.role);
   }
-  if (carriesStepSettings(settings.role)) {
+  if (carriesAfter(settings.role)) {
     for (const name of settings.after) {
       const trimmed = name.trim();
-      if (trimmed && !managed.includes(`after:${trimmed}`)) {
-        managed.push(`after:${trimmed}`);
+      if (trimmed && !managed.includes(`${dialect.after}:${trimmed}`)) {
+        managed.push(`${dialect.after}:${trimmed}`);
       }
     }
+  }
+  if (carriesStepSettings(settings.role)) {
+    // Kale's limit: has no GPU type: a typed request is written as cellpipe's gpu:N:TYPE
+    const kale = dialect.limits === 'kale';
     if (settings.gpuCount > 0) {
       const type = settings.gpuType.trim();
-      managed.push(`gpu:${settings.gpuCount}${type ? `:${type}` : ''}`);
+      managed.push(
+        kale && !type
+          ? `limit:nvidia.com/gpu:${settings.gpuCount}`
+          : `gpu:${settings.gpuCount}${type ? `:${type}` : ''}`
+      );
     }
     if (settings.cpu.trim()) {
-      managed.push(`cpu:${settings.cpu.trim()}`);
+      managed.push(`${kale ? 'limit:cpu:' : 'cpu:'}${settings.cpu.trim()}`);
     }
     if (settings.memory.trim()) {
-      managed.push(`memory:${settings.memory.trim()}`);
+      managed.push(
+        `${kale ? 'limit:memory:' : 'memory:'}${settings.memory.trim()}`
+      );
     }
     if (settings.image.trim()) {
       managed.push(`image:${settings.image.trim()}`);

@@ -137,7 +137,12 @@ def test_see_a_figure_in_the_run_view_open_the_executed_notebook_debug_a_step(
     # Then it passed, and left its screenshots
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
     shots = sorted(p.name for p in OUTPUTS_ARTIFACTS.glob("*.png"))
-    assert shots == ["01-run-outputs.png", "02-executed-notebook.png", "03-debug-in-kernel.png"]
+    assert shots == [
+        "00-failed-cell.png",
+        "01-run-outputs.png",
+        "02-executed-notebook.png",
+        "03-debug-in-kernel.png",
+    ]
 
     # And the server says what the browser showed: the run failed in its second step, and
     # its executed notebook holds the figure

@@ -63,6 +63,34 @@ test('see a step draw a figure in the run view, open the executed notebook, debu
     run.locator('.cp-StepTable tr[data-step="check total"]')
   ).toHaveAttribute('data-status', 'Failed');
 
+  // And the notebook shows where: the failed cell's red edge and the error under it, its
+  // number in its step label, and each `cell N` of the traceback a link to that cell
+  const failed = notebook.locator('.jp-Cell[data-cp-cell-id="cell-3"]');
+  await expect(failed).toHaveClass(/cp-Cell-failed/);
+  await expect(notebook.locator('.jp-Cell.cp-Cell-failed')).toHaveCount(1);
+  await expect(failed.locator('.cp-CellLabel')).toHaveText(
+    'cell 4 · step: check total'
+  );
+  const failure = failed.locator('.cp-CellFailure');
+  await expect(failure).toContainText('failed here, in step check total');
+  await expect(failure).toContainText('total is 14, not 15');
+  await failure.locator('summary').click();
+  const link = failure.locator('.cp-CellTraceback .cp-CellLink', {
+    hasText: 'cell 4'
+  });
+  await expect(link.first()).toBeVisible();
+  await notebook
+    .locator('.jp-Cell[data-cp-cell-id="cell-1"] .jp-InputPrompt')
+    .click();
+  await expect(failed).not.toHaveClass(/jp-mod-active/);
+  await link.first().click();
+  await expect(failed).toHaveClass(/jp-mod-active/);
+  // the same link in the run's step table
+  await expect(
+    run.locator('.cp-StepTable tr[data-step="check total"] .cp-StepError')
+  ).toContainText('total is 14, not 15');
+  await shot(page, '00-failed-cell');
+
   for (const section of ['Cell', 'Pipeline']) {
     await sidebar
       .locator('.lm-AccordionPanel-title', { hasText: section })

@@ -45,7 +45,7 @@ test('tag a new GPU step, see the DAG change, run it locally and read its metric
   await page.mouse.up();
   const status = sidebar.locator('.cp-Pipeline .cp-Status');
   await expect(status).toHaveText(/iris-demo: 4 steps · 5 parameters/);
-  const dag = sidebar.locator('.cp-Dag');
+  const dag = sidebar.locator('.cp-StepList');
   for (const step of ['load data', 'split', 'train', 'evaluate']) {
     await expect(dag.locator(`[data-step="${step}"]`)).toBeVisible();
   }
@@ -53,7 +53,7 @@ test('tag a new GPU step, see the DAG change, run it locally and read its metric
   // the cells show their steps
   await expect(
     cellById(page, 'train-report').locator('.cp-CellLabel')
-  ).toHaveText('step: train');
+  ).toHaveText('cell 9 · step: train');
   await shot(sidebar, '01-sidebar-example');
 
   // When the cell that reports the training accuracy becomes a step of its own, with a GPU
@@ -65,6 +65,12 @@ test('tag a new GPU step, see the DAG change, run it locally and read its metric
   await editor.getByLabel('Cell role').selectOption('step');
   await editor.getByLabel('Step name').fill('report');
   await editor.getByLabel('Number of GPUs').fill('1');
+  // a new step starts after the step above, as this notebook orders its steps with after:
+  await expect(editor.locator('.cp-Tags')).toContainText(
+    'step:report after:train gpu:1'
+  );
+  // (here it is taken off, to see what a step that starts at the beginning gets)
+  await editor.getByLabel('Runs after step train').uncheck();
   await expect(editor.locator('.cp-Tags')).toContainText('step:report gpu:1');
   await editor.getByRole('button', { name: /Apply the step settings/ }).click();
 
@@ -74,7 +80,7 @@ test('tag a new GPU step, see the DAG change, run it locally and read its metric
   await expect(report).toContainText('1 GPU');
   await expect(
     cellById(page, 'train-report').locator('.cp-CellLabel')
-  ).toHaveText('step: report');
+  ).toHaveText('cell 9 · step: report');
   // ... and, as it starts at the beginning, the compile error is on the cell, as the CLI says it
   const problem = cellById(page, 'train-report').locator(
     '.cp-CellProblems .cp-Problem-error'
@@ -98,7 +104,7 @@ test('tag a new GPU step, see the DAG change, run it locally and read its metric
   await expect(report).toHaveAttribute('aria-label', /after train; receives/);
   await shot(sidebar, '03-new-gpu-step');
 
-  // And the DAG is keyboard reachable: Enter on a node selects the step's first cell
+  // And the step list is keyboard reachable: Enter on a step selects its first cell
   await dag.locator('[data-step="split"]').focus();
   await page.keyboard.press('Enter');
   await expect(editor.locator('.cp-Where')).toHaveText(/begins step split/);

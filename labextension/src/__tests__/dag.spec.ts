@@ -61,10 +61,15 @@ describe('layoutDag', () => {
     );
   });
 
-  it('ignores edges to steps that do not exist (a compile error says so)', () => {
+  it('draws a step that does not exist as missing, its edge broken, and no self-edge', () => {
     const layout = layoutDag([step('a', { after: ['nope', 'a'] })]);
-    expect(layout.edges).toEqual([]);
-    expect(layout.nodes).toHaveLength(1);
+    expect(layout.edges.map(e => [e.from, e.to, e.broken])).toEqual([
+      ['nope', 'a', 'no step is named nope']
+    ]);
+    expect(layout.nodes.map(n => [n.name, !!n.missing])).toEqual([
+      ['a', false],
+      ['nope', true]
+    ]);
   });
 });
 

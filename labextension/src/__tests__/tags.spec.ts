@@ -110,7 +110,7 @@ describe('writeCellTags', () => {
     ).toEqual(['skip']);
     expect(
       writeCellTags(['step:x'], { ...settings, role: 'continue' })
-    ).toEqual(['after:y', 'gpu:1']);
+    ).toEqual(['gpu:1']); // after: belongs to the cell that begins a step
   });
 
   it('round-trips what it reads', () => {

@@ -1,13 +1,15 @@
 /**
- * The pipeline at a glance: the DAG of steps (GPU badges, what each step receives and hands
- * on, the live status of the newest run) and the compile problems, each linked to its cell.
+ * The pipeline at a glance, compact for the sidebar: its steps (GPU badges, what each step
+ * receives, the newest run's status), a link to the graph in the main area
+ * (PipelineGraph.tsx), and the compile problems, each linked to its cell.
  */
 import { errorIcon, infoIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { DAG_LINE_HEIGHT, DAG_PADDING, edgePath, layoutDag } from '../dag';
+import { gpuBadge, nodeLabel } from '../dag';
 import { forPeople, stepColor } from '../steps';
 import { ICompileResult, IDiagnostic, IRun } from '../tokens';
+import { STATUS_ICONS } from './PipelineGraph';
 
 export interface IPipelineViewProps {
   result: ICompileResult | null;
@@ -19,14 +21,12 @@ export interface IPipelineViewProps {
   run: IRun | null;
   onSelectStep: (name: string) => void;
   onSelectProblem: (problem: IDiagnostic) => void;
+  /** Open the main-area pipeline view (the graph), when the app can. */
+  onOpenView?: () => void;
 }
 
 export function PipelineView(props: IPipelineViewProps): React.ReactElement {
   const { result, busy, error } = props;
-  const layout = React.useMemo(
-    () => (result ? layoutDag(result.steps) : null),
-    [result]
-  );
   const status = busy
     ? 'Compiling…'
     : error
@@ -48,111 +48,64 @@ export function PipelineView(props: IPipelineViewProps): React.ReactElement {
       >
         {status}
       </div>
-      {layout && layout.nodes.length > 0 && (
-        <div className="cp-Dag" role="group" aria-label="Pipeline graph">
-          <svg
-            width={layout.width}
-            height={layout.height}
-            viewBox={`0 0 ${layout.width} ${layout.height}`}
-            className="cp-DagSvg"
-            role="presentation"
-          >
-            <defs>
-              <marker
-                id="cp-arrow"
-                viewBox="0 0 10 10"
-                refX="9"
-                refY="5"
-                markerWidth="7"
-                markerHeight="7"
-                orient="auto-start-reverse"
-              >
-                <path d="M0,0 L10,5 L0,10 z" className="cp-DagArrow" />
-              </marker>
-            </defs>
-            {layout.edges.map(edge => (
-              <path
-                key={`${edge.from}\u0000${edge.to}`}
-                className="cp-DagEdge"
-                d={edgePath(edge.points)}
-                markerEnd="url(#cp-arrow)"
-              >
-                <title>
-                  {edge.values.length
-                    ? `${edge.from} → ${edge.to}: ${edge.values.join(', ')}`
-                    : `${edge.from} → ${edge.to}`}
-                </title>
-              </path>
-            ))}
-            {layout.nodes.map(node => {
-              const stepRun = props.run?.steps[node.name];
-              const classes = [
-                'cp-DagNode',
-                errorSteps.has(node.name) ? 'cp-mod-error' : '',
-                stepRun ? `cp-status-${stepRun.status}` : ''
-              ].join(' ');
-              return (
-                <g
-                  key={node.name}
+      {props.onOpenView && (
+        <button
+          type="button"
+          className="cp-Link cp-OpenView"
+          onClick={props.onOpenView}
+          aria-label="Open the pipeline view beside the notebook"
+        >
+          Open the pipeline view
+        </button>
+      )}
+      {result && result.steps.length > 0 && (
+        <ol className="cp-StepList" aria-label="Steps">
+          {result.steps.map(step => {
+            const stepRun = props.run?.steps[step.name];
+            const gpu = gpuBadge(step);
+            const classes = [
+              'cp-StepItem',
+              errorSteps.has(step.name) ? 'cp-mod-error' : '',
+              stepRun ? `cp-status-${stepRun.status}` : ''
+            ]
+              .filter(Boolean)
+              .join(' ');
+            return (
+              <li key={step.name}>
+                <button
+                  type="button"
                   className={classes}
-                  transform={`translate(${node.x},${node.y})`}
-                  role="button"
-                  tabIndex={0}
+                  data-step={step.name}
                   aria-label={
-                    node.label + (stepRun ? `; last run ${stepRun.status}` : '')
+                    nodeLabel(step) +
+                    (stepRun ? `; last run ${stepRun.status}` : '')
                   }
-                  data-step={node.name}
+                  title={nodeLabel(step)}
                   style={
                     {
                       '--cp-node-color': `var(--cp-step-color-${stepColor(
-                        node.name,
+                        step.name,
                         props.steps
                       )})`
                     } as React.CSSProperties
                   }
-                  onClick={() => props.onSelectStep(node.name)}
-                  onKeyDown={event => {
-                    if (event.key === 'Enter' || event.key === ' ') {
-                      event.preventDefault();
-                      props.onSelectStep(node.name);
-                    }
-                  }}
+                  onClick={() => props.onSelectStep(step.name)}
                 >
-                  <title>{node.label}</title>
-                  <rect
-                    className="cp-DagBox"
-                    width={node.width}
-                    height={node.height}
-                    rx={4}
-                  />
-                  <rect
-                    className="cp-DagEdgeMark"
-                    width={4}
-                    height={node.height}
-                  />
-                  {node.lines.map((line, i) => (
-                    <text
-                      key={i}
-                      className={`cp-DagText cp-DagText-${line.kind}`}
-                      x={DAG_PADDING}
-                      y={DAG_PADDING + (i + 1) * DAG_LINE_HEIGHT - 4}
-                    >
-                      {line.text}
-                    </text>
-                  ))}
-                  {stepRun && (
-                    <circle
-                      className="cp-DagStatus"
-                      cx={node.width - 9}
-                      cy={9}
-                      r={4}
-                    />
+                  <span className="cp-StepIcon" aria-hidden="true">
+                    {stepRun ? (STATUS_ICONS[stepRun.status] ?? '') : ''}
+                  </span>
+                  <span className="cp-StepName">{step.name}</span>
+                  {gpu && <span className="cp-StepGpu">{gpu}</span>}
+                  {step.receives.length > 0 && (
+                    <span className="cp-StepReceives">
+                      ← {step.receives.join(', ')}
+                    </span>
                   )}
-                </g>
-              );
-            })}
-          </svg>
-        </div>
+                </button>
+              </li>
+            );
+          })}
+        </ol>
       )}
       {problems.length > 0 && (
         <ul className="cp-Problems" aria-label="Compile problems">
@@ -175,7 +128,7 @@ export function PipelineView(props: IPipelineViewProps): React.ReactElement {
                     {forPeople(problem)}
                   </button>
                 ) : (
-                  <span>{forPeople(problem)}</span>
+                  <Folded text={forPeople(problem)} />
                 )}
               </li>
             );
@@ -183,6 +136,24 @@ export function PipelineView(props: IPipelineViewProps): React.ReactElement {
         </ul>
       )}
     </div>
+  );
+}
+
+/** Past this many characters a message folds to its first words (open it to read it all). */
+const FOLD_AT = 90;
+
+/** A long message, folded: its beginning, and the rest when opened. */
+export function Folded(props: { text: string }): React.ReactElement {
+  const { text } = props;
+  if (text.length <= FOLD_AT) {
+    return <span>{text}</span>;
+  }
+  const cut = text.lastIndexOf(' ', FOLD_AT);
+  return (
+    <details className="cp-Fold">
+      <summary>{text.slice(0, cut > 40 ? cut : FOLD_AT)} …</summary>
+      <span>{text}</span>
+    </details>
   );
 }
 

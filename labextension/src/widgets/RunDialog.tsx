@@ -58,12 +58,19 @@ export interface IRunDialogOptions {
   settings: ISidebarSettings;
   /** The engine to start with (the button that opened the dialog). */
   engine?: string;
+  /**
+   * What runs: the notebook's path, and whether the editor holds changes the file on disk
+   * does not (the run takes the editor's content, unsaved changes included).
+   */
+  source?: { path: string; unsaved: boolean };
 }
 
 /** What the dialog gives back: the request, and what is wrong with it (empty: fine). */
 export interface IRunDialogValue {
   request: Omit<IRunRequest, 'path'>;
   problems: string[];
+  /** Save the notebook before the run starts (offered when it has unsaved changes). */
+  saveFirst: boolean;
 }
 
 interface IDialogState {
@@ -74,6 +81,7 @@ interface IDialogState {
   requireGpus: boolean;
   workers: number;
   builder: string;
+  saveFirst: boolean;
 }
 
 /**
@@ -161,7 +169,9 @@ export class RunDialogBody
       useCache: true,
       requireGpus: false,
       workers: 2,
-      builder: initialBuilder(options.config)
+      builder: initialBuilder(options.config),
+      // offered, not done unasked: saving writes the file the person may not want written yet
+      saveFirst: false
     };
   }
 
@@ -206,7 +216,11 @@ export class RunDialogBody
         `the notebook has ${result.errors.length} compile error(s): fix them first`
       );
     }
-    return { request, problems };
+    return {
+      request,
+      problems,
+      saveFirst: !!this.options.source?.unsaved && state.saveFirst
+    };
   }
 
   protected render(): React.ReactElement {
@@ -223,6 +237,39 @@ export class RunDialogBody
   }
 
   private _state: IDialogState;
+}
+
+/** Which notebook runs: the file as saved, or the editor's content with its unsaved changes. */
+function WhatRuns(props: {
+  source: { path: string; unsaved: boolean };
+  saveFirst: boolean;
+  onChange: (saveFirst: boolean) => void;
+}): React.ReactElement {
+  const { source } = props;
+  if (!source.unsaved) {
+    return (
+      <p className="cp-WhatRuns" role="note">
+        Runs <code>{source.path}</code> as saved.
+      </p>
+    );
+  }
+  return (
+    <div className="cp-WhatRuns cp-mod-unsaved" role="note">
+      <p>
+        <code>{source.path}</code> has unsaved changes: the run takes the
+        notebook as the editor holds it now, not the file on disk.
+      </p>
+      <label className="cp-Check">
+        <input
+          type="checkbox"
+          checked={props.saveFirst}
+          aria-label="Save the notebook before the run"
+          onChange={event => props.onChange(event.currentTarget.checked)}
+        />
+        Save the notebook first (the file and the run then agree)
+      </label>
+    </div>
+  );
 }
 
 function RunForm(props: {
@@ -248,6 +295,13 @@ function RunForm(props: {
       aria-label="Run the pipeline"
       onSubmit={event => event.preventDefault()}
     >
+      {options.source && (
+        <WhatRuns
+          source={options.source}
+          saveFirst={state.saveFirst}
+          onChange={saveFirst => onChange({ saveFirst })}
+        />
+      )}
       <div className="cp-Field">
         <label htmlFor="cp-engine">Engine</label>
         <HTMLSelect

@@ -24,6 +24,7 @@ import {
 } from '../outputs';
 import { IRun, IStepRun, IVocabulary, RunStatus } from '../tokens';
 import { isFinished, isLocalEngine } from '../vocabulary';
+import { CellLinkedText } from './CellLinks';
 import { OutputsView } from './OutputsView';
 
 export interface IRunsViewProps {
@@ -55,6 +56,8 @@ export interface IRunsViewProps {
   onDebug?: (run: IRun, step: string) => void;
   /** More actions of a finished run (Serve…), after its own buttons. */
   finishedActions?: (run: IRun) => React.ReactNode;
+  /** Go to cell N (counting from 1) of the notebook: each `cell N` in an error links there. */
+  onCell?: (cell: number) => void;
 }
 
 /** `12.3 s`, `2 min 5 s`. */
@@ -162,7 +165,7 @@ function RunItem(
           )}
           {run.error && (
             <pre className="cp-RunError" role="alert">
-              {run.error}
+              <CellLinkedText text={run.error} onCell={props.onCell} />
             </pre>
           )}
           <table className="cp-Table cp-StepTable">
@@ -184,6 +187,7 @@ function RunItem(
                   name={name}
                   step={step}
                   onLogs={() => props.onLogs(run, name)}
+                  onCell={props.onCell}
                   onDebug={
                     debuggable && step.status === 'Failed' && props.onDebug
                       ? () => props.onDebug?.(run, name)
@@ -302,6 +306,7 @@ function RunItem(
 function StepRow(props: {
   name: string;
   step: IStepRun;
+  onCell?: (cell: number) => void;
   onLogs: () => void;
   onDebug: (() => void) | null;
   debug: IDebugState | null;
@@ -317,9 +322,17 @@ function StepRow(props: {
         <td>
           <StatusChip status={step.status} cached={step.cached} />
           {step.error && (
-            <div className="cp-StepError" title={step.error}>
-              {step.error.split('\n').slice(-1)[0]}
-            </div>
+            <details className="cp-StepError">
+              <summary>
+                <CellLinkedText
+                  text={step.error.trim().split('\n').slice(-1)[0]}
+                  onCell={props.onCell}
+                />
+              </summary>
+              <pre className="cp-StepTraceback">
+                <CellLinkedText text={step.error} onCell={props.onCell} />
+              </pre>
+            </details>
           )}
           {props.onDebug && (
             <Button

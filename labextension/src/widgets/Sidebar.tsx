@@ -5,6 +5,7 @@
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import {
   Dialog,
+  MainAreaWidget,
   Notification,
   ReactWidget,
   showDialog,
@@ -29,11 +30,14 @@ import * as React from 'react';
 import { executedNotebookPath } from '../drive';
 import { errorMessage } from '../model';
 import { cellTags, setCellTags } from '../notebook';
+import { stepAbove, tagGraph, usesAfter } from '../steps';
+import { detectDialect } from '../tags';
 import { CellPipeContext, NotebookSession } from '../session';
 import { IDiagnostic, IRun } from '../tokens';
 import { isClusterEngine, isFinished, isTrainingEngine } from '../vocabulary';
 import { pipelineIcon } from './icons';
-import { createLogPanel } from './LogPanel';
+import { createLogPanel, LogView } from './LogPanel';
+import { createPipelinePanel } from './PipelineGraph';
 import { PipelineView } from './PipelineView';
 import { availableEngines, IRunDialogValue, RunDialogBody } from './RunDialog';
 import { RunsView } from './RunsView';
@@ -124,6 +128,7 @@ class CellSection extends Section {
     const steps = [
       ...new Set([...(membership?.steps ?? []), ...(compiled ?? [])])
     ];
+    const infos = session?.source.cells() ?? [];
     return (
       <StepEditor
         cell={cell}
@@ -131,6 +136,13 @@ class CellSection extends Section {
           cell ? (membership?.cells.find(p => p.id === cell.id) ?? null) : null
         }
         steps={steps}
+        graph={tagGraph(infos)}
+        dialect={detectDialect(infos.map(info => info.tags))}
+        stepAbove={
+          cell && membership && usesAfter(infos)
+            ? stepAbove(membership, cell.id)
+            : null
+        }
         gpuTypes={this.sidebar.context.gpus?.types ?? []}
         onApply={(cellId, tags) => this.sidebar.applyTags(cellId, tags)}
       />
@@ -158,6 +170,7 @@ class PipelineSection extends Section {
         run={runs.runs[0] ?? null}
         onSelectStep={name => this.sidebar.selectStep(name)}
         onSelectProblem={problem => this.sidebar.selectProblem(problem)}
+        onOpenView={() => this.sidebar.openPipelineView()}
       />
     );
   }
@@ -193,6 +206,7 @@ class RunsSection extends Section {
         }
         debugState={(run, step) => session.debug.get(run.run_id, step)}
         onDebug={(run, step) => void this.sidebar.debugStep(run, step)}
+        onCell={cell => this.sidebar.goToCell(cell)}
         finishedActions={run => (
           <ServeButton
             run={run}
@@ -310,10 +324,9 @@ export class CellPipeSidebar extends SidePanel {
     }
   }
 
-  /** Make the first cell of a step the active cell. */
-  selectStep(name: string): void {
-    const session = this._session;
-    if (!session) {
+  /** Make the first cell of a step the active cell (in the notebook in focus by default). */
+  selectStep(name: string, session = this._session): void {
+    if (!session || session.isDisposed) {
       return;
     }
     const step = session.pipeline.result?.steps.find(s => s.name === name);
@@ -322,6 +335,13 @@ export class CellPipeSidebar extends SidePanel {
       session.pipeline.membership.cells.find(p => p.steps.includes(name))?.id;
     if (cellId) {
       this._activate(session, cellId, null);
+    }
+  }
+
+  /** Make cell N (counting from 1) of the notebook in focus the active cell. */
+  goToCell(cell: number): void {
+    if (this._session) {
+      this._activate(this._session, null, cell - 1);
     }
   }
 
@@ -352,7 +372,11 @@ export class CellPipeSidebar extends SidePanel {
       config: this.context.config,
       gpus: this.context.gpus,
       settings: this.context.settings,
-      engine
+      engine,
+      source: {
+        path: session.source.path,
+        unsaved: session.panel.context.model.dirty
+      }
     });
     const answer = await showDialog<IRunDialogValue>({
       title: `Run ${result.pipeline}`,
@@ -374,6 +398,9 @@ export class CellPipeSidebar extends SidePanel {
       return;
     }
     try {
+      if (answer.value.saveFirst) {
+        await session.panel.context.save();
+      }
       const started = await session.runs.start({
         ...answer.value.request,
         content: session.source.content()
@@ -476,25 +503,58 @@ export class CellPipeSidebar extends SidePanel {
     }
   }
 
-  /** A step's log (or the run's) in a panel below the notebook. */
-  openLogs(run: IRun, step: string | null): void {
-    const panel = createLogPanel(
-      this.context.client,
-      run.run_id,
-      step,
-      () => this.context.vocabulary
-    );
-    const existing = Array.from(this.app.shell.widgets('main')).find(
-      widget => widget.id === panel.id
-    );
-    if (existing) {
-      panel.dispose();
-      this.app.shell.activateById(existing.id);
+  /** The notebook's pipeline as a graph in the main area, beside the notebook (one per notebook). */
+  openPipelineView(): void {
+    const session = this._session;
+    if (!session) {
       return;
     }
+    const id = `cellpipe-pipeline-${session.panel.id}`;
+    const existing = Array.from(this.app.shell.widgets('main')).find(
+      widget => widget.id === id
+    );
+    if (existing) {
+      this.app.shell.activateById(id);
+      return;
+    }
+    const panel = createPipelinePanel(session, name =>
+      this.selectStep(name, session)
+    );
+    this.app.shell.add(panel, 'main', {
+      mode: 'split-right',
+      ref: session.panel.id
+    });
+    this.app.shell.activateById(panel.id);
+  }
+
+  /**
+   * A step's log (or the run's whole log) in the one log panel, below the notebook the first
+   * time, then reused: another log replaces what it shows.
+   */
+  openLogs(run: IRun, step: string | null): void {
+    const session = this._session;
+    const goToCell = (cell: number) => {
+      if (session && !session.isDisposed) {
+        this._activate(session, null, cell - 1);
+      }
+    };
+    if (this._logPanel && !this._logPanel.isDisposed) {
+      this._logPanel.content.follow(run.run_id, step, goToCell);
+      this.app.shell.activateById(this._logPanel.id);
+      return;
+    }
+    const panel = createLogPanel(
+      this.context.client,
+      () => this.context.vocabulary
+    );
+    panel.content.follow(run.run_id, step, goToCell);
+    this._logPanel = panel;
+    panel.disposed.connect(() => {
+      this._logPanel = null;
+    });
     this.app.shell.add(panel, 'main', {
       mode: 'split-bottom',
-      ref: this._session?.panel.id
+      ref: session?.panel.id
     });
     this.app.shell.activateById(panel.id);
   }
@@ -693,6 +753,7 @@ export class CellPipeSidebar extends SidePanel {
   }
 
   private _session: NotebookSession | null = null;
+  private _logPanel: MainAreaWidget<LogView> | null = null;
   private _docManager: IDocumentManager | null;
   private _activeCell: Cell | null = null;
   private _buttons = new Map<string, ToolbarButton>();

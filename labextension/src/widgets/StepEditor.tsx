@@ -4,11 +4,15 @@
 import { Button, HTMLSelect, InputGroup } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ICellPlace } from '../steps';
+import { acyclicCandidates, ICellPlace } from '../steps';
 import {
+  carriesAfter,
   carriesStepSettings,
   CellRole,
+  changeRole,
+  CELLPIPE_DIALECT,
   ICellSettings,
+  ITagDialect,
   readCellSettings,
   readStepLine,
   ROLE_LABELS,
@@ -31,6 +35,15 @@ export interface IStepEditorProps {
   /** The notebook's steps, in order. */
   steps: ReadonlyArray<string>;
   gpuTypes: ReadonlyArray<IGpuType>;
+  /** Each step's `after:` steps, as the tags say them (to offer only what makes no cycle). */
+  graph?: ReadonlyMap<string, ReadonlyArray<string>>;
+  /** How the notebook spells its tags: Apply writes in the same dialect. */
+  dialect?: ITagDialect;
+  /**
+   * The step above the cell, when the notebook orders its steps with `after:`: a new step
+   * starts after it.
+   */
+  stepAbove?: string | null;
   /** Write the cell's new tags. */
   onApply: (cellId: string, tags: string[]) => void;
 }
@@ -102,7 +115,8 @@ export class StepEditor extends React.Component<
     }
     const { draft } = this.state;
     const current = readCellSettings(cell.tags);
-    const newTags = writeCellTags(cell.tags, draft);
+    const dialect = this.props.dialect ?? CELLPIPE_DIALECT;
+    const newTags = writeCellTags(cell.tags, draft, dialect);
     const changed = JSON.stringify(newTags) !== JSON.stringify(cell.tags);
     const problems = validateSettings(draft);
     return (
@@ -121,9 +135,16 @@ export class StepEditor extends React.Component<
             id="cp-role"
             aria-label="Cell role"
             value={draft.role}
-            onChange={event =>
-              this._set({ role: event.currentTarget.value as CellRole })
-            }
+            onChange={event => {
+              const role = event.currentTarget.value as CellRole;
+              this.setState(state => ({
+                draft: changeRole(
+                  state.draft,
+                  role,
+                  this.props.stepAbove ?? null
+                )
+              }));
+            }}
             options={ROLES.map(role => ({
               value: role,
               label: ROLE_LABELS[role]
@@ -200,8 +221,12 @@ export class StepEditor extends React.Component<
   }
 
   private _stepSettings(draft: ICellSettings): React.ReactElement {
-    const own = new Set(draft.names.map(name => name.trim()));
-    const candidates = this.props.steps.filter(name => !own.has(name));
+    // the graph without this cell's own after: tags (the draft replaces them)
+    const graph = new Map(this.props.graph ?? []);
+    for (const name of draft.names) {
+      graph.delete(name.trim());
+    }
+    const candidates = acyclicCandidates(draft.names, this.props.steps, graph);
     const unknown = draft.after.filter(name => !candidates.includes(name));
     const gpuTypes = this.props.gpuTypes.filter(type => type.name);
     if (draft.gpuType && !gpuTypes.some(type => type.name === draft.gpuType)) {
@@ -213,31 +238,56 @@ export class StepEditor extends React.Component<
     }
     return (
       <>
-        <fieldset className="cp-Field cp-After">
-          <legend>Runs after</legend>
-          {candidates.length + unknown.length === 0 && (
-            <span className="cp-Hint">no other steps yet</span>
-          )}
-          {[...candidates, ...unknown].map(name => (
-            <label key={name} className="cp-Check">
-              <input
-                type="checkbox"
-                checked={draft.after.includes(name)}
-                aria-label={`Runs after step ${name}`}
-                onChange={event => {
-                  const after = event.currentTarget.checked
-                    ? [...draft.after, name]
-                    : draft.after.filter(other => other !== name);
-                  this._set({ after });
-                }}
-              />
-              {name}
-              {unknown.includes(name) && (
-                <span className="cp-Hint"> (no such step)</span>
-              )}
-            </label>
-          ))}
-        </fieldset>
+        {carriesAfter(draft.role) && this._after(draft, candidates, unknown)}
+        {this._resources(draft, gpuTypes)}
+      </>
+    );
+  }
+
+  /** "Runs after": only the steps that make no cycle; a step no more offered says why. */
+  private _after(
+    draft: ICellSettings,
+    candidates: string[],
+    unknown: string[]
+  ): React.ReactElement {
+    const exists = new Set(this.props.steps);
+    return (
+      <fieldset className="cp-Field cp-After">
+        <legend>Runs after</legend>
+        {candidates.length + unknown.length === 0 && (
+          <span className="cp-Hint">no other steps yet</span>
+        )}
+        {[...candidates, ...unknown].map(name => (
+          <label key={name} className="cp-Check">
+            <input
+              type="checkbox"
+              checked={draft.after.includes(name)}
+              aria-label={`Runs after step ${name}`}
+              onChange={event => {
+                const after = event.currentTarget.checked
+                  ? [...draft.after, name]
+                  : draft.after.filter(other => other !== name);
+                this._set({ after });
+              }}
+            />
+            {name}
+            {unknown.includes(name) && (
+              <span className="cp-Hint">
+                {exists.has(name) ? ' (makes a cycle)' : ' (no such step)'}
+              </span>
+            )}
+          </label>
+        ))}
+      </fieldset>
+    );
+  }
+
+  private _resources(
+    draft: ICellSettings,
+    gpuTypes: IGpuType[]
+  ): React.ReactElement {
+    return (
+      <>
         <div className="cp-Field cp-Row">
           <div>
             <label htmlFor="cp-gpu-count">GPUs</label>
@@ -328,6 +378,13 @@ export class StepEditor extends React.Component<
     if (!cell || validateSettings(this.state.draft).length) {
       return;
     }
-    this.props.onApply(cell.id, writeCellTags(cell.tags, this.state.draft));
+    this.props.onApply(
+      cell.id,
+      writeCellTags(
+        cell.tags,
+        this.state.draft,
+        this.props.dialect ?? CELLPIPE_DIALECT
+      )
+    );
   }
 }

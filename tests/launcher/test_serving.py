@@ -210,3 +210,28 @@ def test_a_model_the_runtime_cannot_serve_is_a_user_error(
     # Then serving it says what to mark instead, and leaves no server behind
     with pytest.raises(UserError, match=r"no predict method and is not callable; mark a fitted"):
         services.serve_here(ServeRequest(run_id=run_id))
+
+
+def test_kfp_local_keeps_the_model_as_its_model_artifact(
+    services: Services, home: Path, tmp_path: Path
+) -> None:
+    # Given the same notebook run by kfp.local (the reference engine)
+    path = notebook(
+        tmp_path / "iris_kfp.ipynb",
+        [(["imports"], IMPORTS), (["step:load"], LOAD), (["step:train", "model:clf"], TRAIN)],
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "cellpipe.cli", "run", str(path), "--engine", "kfp-local"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CELLPIPE_HOME": str(home)},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = services.runs.list()[0].run_id
+    # Then the Model output of the train task holds the same artifact
+    (model,) = run_models(services.find_run(run_id))
+    assert (model.name, model.format) == ("clf", "sklearn")
+    assert model.directory.name == "cellpipe_model_clf"
+    assert model.directory.parent.name == "train"  # kfp.local's task folder
+    assert joblib.load(model.directory / "model.joblib").n_features_in_ == 4

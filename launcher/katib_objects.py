@@ -17,7 +17,7 @@ import importlib
 import json
 import shlex
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cellpipe.converter.model import Step
 
@@ -36,7 +36,9 @@ from .training_objects import (
     storage_claim,
 )
 from .tune_spaces import KATIB_ALGORITHMS
-from .tuning import TunePlan
+
+if TYPE_CHECKING:
+    from .tune_plan import TunePlan
 
 KATIB_GROUP, KATIB_VERSION = "kubeflow.org", "v1beta1"
 EXPERIMENTS, TRIALS = "experiments", "trials"

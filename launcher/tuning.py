@@ -1,9 +1,8 @@
 """Tuning a notebook's pipeline: the launcher API behind `cellpipe tune`, `%cellpipe tune`
 and POST /tunes.
 
-`plan_tune` checks a request against the notebook (the parameters searched, their spaces'
-types, the objective a metric) and says which steps depend on a tuned parameter (directly, or
-through what they receive or run after) and which do not. `tune_here` runs the trials with the
+`plan_tune` (launcher/tune_plan.py) checks a request against the notebook and splits the
+steps trials rerun from those they share. `tune_here` runs the trials with the
 local engine: each trial is an ordinary run (recorded, linked to its tune), side by side up to
 `parallel`. The steps that depend on no tuned parameter run once: the first trial runs alone
 and the step cache (which keys a step by the parameters it reads and the keys of the steps
@@ -15,182 +14,32 @@ before it) hands their values to every later trial; each trial says which steps 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from cellpipe.converter.model import Pipeline, Step
 
 from .config import CellPipe
 from .errors import Conflict, UserError
 from .local_engine import RunRequest
-from .notebooks import Prepared
 from .running import engine_here
 from .store import RunRecord, cellpipe_home, new_run_id, open_store, owner_alive
-from .tune_records import TrialRecord, TuneRecord, TuneStore, new_tune_id
-from .tune_spaces import ALGORITHMS, Space, grid_size, parse_search, suggester
-from .vocabulary import FINISHED, KATIB_ENGINE, LOCAL_ENGINE, TUNING_ENGINES, UNFINISHED, RunStatus
-
-DEFAULT_TRIALS = 12
-DEFAULT_MAX_FAILED = 3  # as Katib's examples' maxFailedTrialCount
-DIRECTIONS = ("maximize", "minimize")
+from .tune_plan import (
+    DEFAULT_MAX_FAILED,
+    DEFAULT_TRIALS,
+    TunePlan,
+    TuneRequest,
+    depending_steps,
+    plan_tune,
+)
+from .tune_records import TrialRecord, TuneRecord, TuneStore
+from .tune_spaces import suggester
+from .vocabulary import FINISHED, KATIB_ENGINE, LOCAL_ENGINE, UNFINISHED, RunStatus
 
 # (event, tune, trial): "started", "trial" (a trial started or ended), "ended"
 TuneListener = Callable[[str, TuneRecord, TrialRecord | None], None]
-
-
-@dataclass
-class TuneRequest:
-    """What to tune: `search` holds NAME=SPACE texts as on the command line."""
-
-    objective: str
-    direction: str
-    search: list[str]
-    trials: int | None = None
-    parallel: int | None = None
-    algorithm: str = "random"
-    seed: int | None = None
-    goal: float | None = None
-    max_failed: int = DEFAULT_MAX_FAILED
-    engine: str = LOCAL_ENGINE
-    tune_id: str | None = None  # chosen earlier (a server answering before the tune starts)
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass
-class TunePlan:
-    """A checked tune: its spaces, how many trials, and the steps trials share or rerun."""
-
-    prepared: Prepared
-    request: TuneRequest
-    spaces: list[Space]
-    trials: int
-    parallel: int
-    objective_step: Step
-    tuned_steps: list[Step]  # depend on a tuned parameter: they run in every trial
-    shared_steps: list[Step]  # depend on none: they run once
-
-    @property
-    def maximize(self) -> bool:
-        return self.request.direction == "maximize"
-
-    def new_record(self) -> TuneRecord:
-        request = self.request
-        return TuneRecord(
-            tune_id=request.tune_id or new_tune_id(),
-            notebook=str(Path(self.prepared.path or self.prepared.name).resolve()),
-            engine=request.engine,
-            metric=request.objective,
-            direction=request.direction,
-            algorithm=request.algorithm,
-            search={s.name: s.text for s in self.spaces},
-            settings={
-                "trials": self.trials,
-                "parallel": self.parallel,
-                "seed": request.seed,
-                "goal": request.goal,
-                "max_failed": request.max_failed,
-                "tuned_steps": [s.name for s in self.tuned_steps],
-                "shared_steps": [s.name for s in self.shared_steps],
-            },
-        )
-
-
-# --- the plan ---------------------------------------------------------------------------
-
-
-def plan_tune(prepared: Prepared, request: TuneRequest) -> TunePlan:
-    """Check `request` against the notebook; a UserError names what to change."""
-    prepared.raise_for_errors()
-    pipeline, name = prepared.pipeline, prepared.name
-    _check_choices(request, name)
-    spaces = parse_search(request.search, pipeline.parameters, name)
-    if request.objective not in pipeline.metrics:
-        metrics = ", ".join(pipeline.metrics) or "none: tag a cell `metrics`"
-        raise UserError(
-            f"{name}: --objective {request.objective}: the notebook has no metric "
-            f"{request.objective!r} (its metrics: {metrics})",
-            reason="bad_objective",
-        )
-    tuned = depending_steps(pipeline, {s.name for s in spaces})
-    objective_step = reporting_step(pipeline, request.objective)
-    if objective_step.name not in {s.name for s in tuned}:
-        searched = ", ".join(s.name for s in spaces)
-        raise UserError(
-            f"{name}: the objective {request.objective!r} is reported by step "
-            f"{objective_step.name!r}, which uses none of {searched} (directly or through its "
-            "inputs): every trial would give the same value",
-            reason="bad_objective",
-        )
-    trials = _trial_count(request, spaces)
-    return TunePlan(
-        prepared,
-        request,
-        spaces,
-        trials,
-        request.parallel or os.cpu_count() or 1,
-        objective_step,
-        tuned,
-        [s for s in pipeline.steps if s not in tuned],
-    )
-
-
-def _check_choices(request: TuneRequest, name: str) -> None:
-    if request.direction not in DIRECTIONS:
-        raise UserError(f"direction must be one of {', '.join(DIRECTIONS)}", reason="bad_search")
-    if request.algorithm not in ALGORITHMS:
-        raise UserError(
-            f"{name}: --algorithm {request.algorithm}: use one of {', '.join(ALGORITHMS)}",
-            reason="bad_search",
-        )
-    if request.engine not in TUNING_ENGINES:
-        raise UserError(
-            f"{name}: --engine {request.engine}: the tuning engines are "
-            f"{', '.join(TUNING_ENGINES)}",
-            reason="unknown_engine",
-        )
-    for option, value in (("--trials", request.trials), ("--parallel", request.parallel)):
-        if value is not None and value < 1:
-            raise UserError(f"{name}: {option} must be at least 1", reason="bad_search")
-    if request.max_failed < 0:
-        raise UserError(f"{name}: --max-failed must be 0 or more", reason="bad_search")
-    if request.goal is not None and not math.isfinite(request.goal):
-        raise UserError(f"{name}: --goal must be a finite number", reason="bad_search")
-
-
-def _trial_count(request: TuneRequest, spaces: list[Space]) -> int:
-    if request.algorithm != "grid":
-        return request.trials or DEFAULT_TRIALS
-    size = grid_size(spaces)
-    return min(request.trials, size) if request.trials else size
-
-
-def depending_steps(pipeline: Pipeline, tuned: set[str]) -> list[Step]:
-    """The steps that read a parameter of `tuned`, or receive from or run after one that
-    does (the step cache keys a step by both, so these are the steps a trial runs again)."""
-    depending: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for step in pipeline.steps:
-            if step.name in depending:
-                continue
-            before = set(step.after) | set(step.received_from.values())
-            if tuned & set(step.parameters) or before & depending:
-                depending.add(step.name)
-                changed = True
-    return [s for s in pipeline.steps if s.name in depending]
-
-
-def reporting_step(pipeline: Pipeline, metric: str) -> Step:
-    """The step that reports `metric` (the last one, as the run's metrics keep the last)."""
-    reporting = [s for s in pipeline.steps if metric in s.metrics]
-    return reporting[-1] if reporting else pipeline.steps[-1]
 
 
 # --- the local engine -------------------------------------------------------------------
@@ -443,6 +292,7 @@ def delete_tune(tune: TuneRecord, tunes: TuneStore, kube: Any = None) -> list[st
 
 
 __all__: list[Any] = [
+    "DEFAULT_MAX_FAILED",
     "DEFAULT_TRIALS",
     "TunePlan",
     "TuneRequest",

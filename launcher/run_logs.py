@@ -18,12 +18,16 @@ from depends on the engine:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cellpipe.runtime.local import LOG_FILE
+from cellpipe.runtime.step import REPORT_FILE
 
 from .errors import UserError
 from .store import RunRecord, StepRecord
@@ -169,17 +173,28 @@ def _follow_cluster(runs: Runs, record: RunRecord) -> Iterator[tuple[LogSection,
 
 def step_output(engine: str, step: StepRecord) -> str:
     """What a step of a run here printed, as soon as the engine says it ended (the display
-    of `cellpipe run`): read from the run's folder, which its outputs folder is inside."""
+    of `cellpipe run`), read from its outputs folder: RUN/steps/TASK, or the step cache's
+    entry for a cached step (local); RUN/kfp/PIPELINE-RUN/TASK (kfp-local), whose output is
+    in the run's kfp.local log."""
     if step.outputs is None:
         return ""
-    folder = Path(step.outputs)  # RUN/steps/TASK (local), RUN/kfp/PIPELINE-RUN/TASK (kfp-local)
-    run_dir = folder.parents[2] if engine == KFP_LOCAL_ENGINE else folder.parents[1]
-    # a record of this run as far as reading its logs goes: its folder, engine and the step
-    record = RunRecord(run_dir.name, "", "", engine, step.status, 0.0, str(run_dir))
+    folder = Path(step.outputs)
     if engine == KFP_LOCAL_ENGINE:
+        run_dir = folder.parents[2]
+        # a record of this run as far as reading its log goes: its folder, engine and step
+        record = RunRecord(run_dir.name, "", "", engine, step.status, 0.0, str(run_dir))
         record.steps = {step.name: step}
         return _kfp_local_sections(record)[1].text
-    return local_log_tail(record, step).text
+    try:  # the end of the step's log, as `cellpipe logs` shows it
+        return (folder / LOG_FILE).read_bytes()[-LOG_LIMIT:].decode("utf-8", errors="replace")
+    except OSError:
+        pass
+    try:  # a step whose log is gone: what its report kept
+        report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    printed = report.get("printed") if isinstance(report, dict) else None
+    return printed if isinstance(printed, str) else ""
 
 
 def _sections(runs: Runs, record: RunRecord) -> list[LogSection]:
@@ -231,12 +246,29 @@ def _kfp_local_sections(record: RunRecord) -> list[LogSection]:
         data = b""
     else:
         tail = LogTail("", "run", len(data) > LOG_LIMIT)
-    own, by_task = split_kfp_local_log(data[-LOG_LIMIT:].decode("utf-8", errors="replace"))
+    text = data[-LOG_LIMIT:].decode("utf-8", errors="replace")
+    own, by_task = split_kfp_local_log(text)
+    states = kfp_local_task_states(text)  # the record has the steps' only when the run ends
     sections = [_section(None, LogTail(own, tail.source, tail.truncated), record)]
     for step in record.steps.values():
-        text = by_task.get(step.task)
-        sections.append(_section(step, LogTail(text or "", "run" if text else None, False)))
+        printed = by_task.get(step.task)
+        section = _section(step, LogTail(printed or "", "run" if printed else None, False))
+        if step.status not in FINISHED:
+            section.status = states.get(step.task, step.status)
+        sections.append(section)
     return sections
+
+
+def kfp_local_task_states(text: str) -> dict[str, str]:
+    """Each task's status as kfp.local's log tells it while the run goes on: Running from
+    `Executing task`, then Succeeded or Failed from `Task ... finished with status`."""
+    states: dict[str, str] = {}
+    for line in _ANSI.sub("", text).splitlines():
+        if started := _TASK_STARTS.match(line):
+            states[started["task"]] = "Running"
+        elif ended := _TASK_ENDS.match(line):
+            states[ended["task"]] = "Succeeded" if line.endswith("SUCCESS") else "Failed"
+    return states
 
 
 def split_kfp_local_log(text: str) -> tuple[str, dict[str, str]]:
@@ -287,6 +319,7 @@ __all__ = [
     "RunLog",
     "follow_run_log",
     "header_line",
+    "kfp_local_task_states",
     "run_log",
     "run_summary",
     "split_kfp_local_log",

@@ -40,7 +40,7 @@ def print_followed_log(runs: Runs, record: RunRecord, out: TextIO) -> None:
         console.print(safe_text(line))
     shown: tuple[str, str] | None = None
     for section, text in follow_run_log(runs, record):
-        if (section.key, section.status) != shown and section.step is not None:
+        if (section.key, section.status) != shown and (text or section.step is not None):
             console.print(safe_text(header_line(section), _header_style(section)), end="")
             shown = (section.key, section.status)
         console.print(safe_text(text), end="")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cellpipe.launcher.run_logs import split_kfp_local_log
+from cellpipe.launcher.run_logs import kfp_local_task_states, split_kfp_local_log
 from tests.notebooks import notebook, write
 
 FAILING = notebook(
@@ -190,6 +190,8 @@ def test_kfp_locals_log_is_cut_into_tasks_without_its_executors_lines() -> None:
         "    Traceback (most recent call last):\n    ValueError: boom\n    \n\n"
         "17:27:29.475 - ERROR - Task 'b' finished with status FAILURE\n"
     )
+    assert kfp_local_task_states(log) == {"a": "Succeeded", "b": "Failed"}
+    assert kfp_local_task_states(log.split("finished with status SUCCESS")[0]) == {"a": "Running"}
     own, tasks = split_kfp_local_log(log)
     assert tasks == {
         "a": "hello\n  indented\n",

@@ -131,3 +131,15 @@ def test_a_terminal_gets_colour_and_the_live_list_and_no_color_turns_colour_off(
     assert not [
         code for code in COLOUR.findall(plain) if code not in ("\x1b[0m", "\x1b[1m", "\x1b[2m")
     ]
+
+
+def test_a_cached_step_shows_what_it_printed_when_it_ran(tmp_path: Path) -> None:
+    nb = write(
+        tmp_path / "cached.ipynb",
+        notebook((["step:load"], "rows = [3, 1]\nprint('loaded', len(rows), 'rows')")),
+    )
+    home = tmp_path / "home"
+    assert cellpipe(home, "run", str(nb)).returncode == 0
+    again = cellpipe(home, "run", str(nb))
+    lines = again.stdout.splitlines()
+    assert lines[1:3] == ["  Succeeded  load  cached", "      loaded 2 rows"]

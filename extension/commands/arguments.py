@@ -330,13 +330,17 @@ def add_serve_arguments(commands: Any) -> None:
         help="local: KServe's model server here (default); kserve: an InferenceService",
     )
     serve.add_argument("--name", metavar="SERVICE", help="the model's name in its URLs")
-    serve.add_argument("--port", type=int, metavar="P", help="local: the port (default: a free one)")
+    serve.add_argument(
+        "--port", type=int, metavar="P", help="local: the port (default: a free one)"
+    )
     serve.add_argument("--gpus", metavar="N[:TYPE]", help="kserve: GPUs for the predictor")
     serve.add_argument("--min-replicas", type=int, metavar="N", help="kserve: the fewest replicas")
     serve.add_argument("--max-replicas", type=int, metavar="N", help="kserve: the most replicas")
     serve.add_argument("--image", metavar="REF", help="kserve: the custom predictor's image")
     serve.add_argument(
-        "--storage-uri", metavar="URI", help="kserve: where the cluster reads the model (s3://, pvc://)"
+        "--storage-uri",
+        metavar="URI",
+        help="kserve: where the cluster reads the model (s3://, pvc://)",
     )
     serve.add_argument("--namespace", metavar="NS", help="kserve: Kubernetes namespace")
     serve.add_argument("--service-account", metavar="NAME", help="kserve: reads the storage")

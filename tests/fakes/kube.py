@@ -55,7 +55,6 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "mpijobs": ("kubeflow.org/v1", "MPIJob", True),
     "trainjobs": ("trainer.kubeflow.org/v1alpha1", "TrainJob", True),
     "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService", True),
-    "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService", True),
     "experiments": ("kubeflow.org/v1beta1", "Experiment", True),
     "trials": ("kubeflow.org/v1beta1", "Trial", True),
 }

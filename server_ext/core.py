@@ -26,6 +26,7 @@ from cellpipe.launcher.k8s import KubeSettings
 from cellpipe.launcher.local_engine import machine_has_gpu
 from cellpipe.launcher.notebooks import Prepared, checked_content, prepare, read
 from cellpipe.launcher.requirements import DEFAULT_MAX_FILE_BYTES
+from cellpipe.launcher.run_logs import run_log
 from cellpipe.launcher.store import RunRecord
 from cellpipe.launcher.submitting import plan_submit, submit_warnings
 from cellpipe.launcher.tracking import Runs, find_step
@@ -407,14 +408,20 @@ class CellPipeService:
 
     def run_logs(self, run_id: str, step_name: str | None) -> dict[str, Any]:
         """GET /runs/ID/logs[?step=NAME]: what the step printed (its log, tracebacks included);
-        without a step, the run's own log (the executor's, or kfp.local's); a cluster run's
-        from its pods, through its engine."""
+        without a step, the run's whole log (launcher.run_logs: its text, and its `sections`,
+        the run's own part then each step's in order); a cluster run's from its pods, through
+        its engine."""
         record = self._record(run_id)
         if self._on_cluster(record) and self.runs.is_active(run_id):
             step = find_step(record, step_name) if step_name else None
             text = "the run is being submitted; its pods have printed nothing yet\n"
             waiting = {"text": text, "source": "cluster", "truncated": False}
             return self._log_json(record, step.name if step else None, waiting)
+        if step_name is None:
+            # the run's whole log: its own part, then each step's output in order (one
+            # assembly for the CLI's `cellpipe logs RUN` and the sidebar's log panel)
+            whole = run_log(self.tracking, record).to_json()
+            return {**self._log_json(record, None, whole), "source": "run"}
         step, tail = self.tracking.log_tail(record, step_name)
         return self._log_json(record, step.name if step else None, tail.to_json())
 

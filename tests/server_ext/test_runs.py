@@ -99,6 +99,12 @@ async def test_logs_hold_what_each_step_printed(api: Api, root: Path) -> None:
     assert (await api("GET", "runs", run["run_id"], "logs", params={"step": "make-data"}))[0] == 200
     code, whole = await api("GET", "runs", run["run_id"], "logs")
     assert code == 200 and whole["source"] == "run"
+    # the run's whole log: not empty for a run that succeeded, each step's part in order
+    assert (whole["step"], whole["status"]) == (None, "Succeeded")
+    parts = [s["step"] for s in whole["sections"] if s["step"] is not None]
+    assert parts == ["make data", "summarise"]
+    assert "made 3" in whole["text"]
+    assert whole["text"].index("step make data") < whole["text"].index("step summarise")
     code, unknown = await api("GET", "runs", run["run_id"], "logs", params={"step": "nope"})
     assert code == 404
     assert "'make data'" in unknown["message"]

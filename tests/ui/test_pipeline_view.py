@@ -47,7 +47,8 @@ def test_pipeline_view_step_editor_run_dialog_and_logs_with_a_kale_notebook(
         "05-kale-apply.png",
         "06-run-dialog-unsaved.png",
         "07-run-on-the-graph.png",
-        "08-one-log-panel.png",
+        "08-run-log.png",
+        "09-one-log-panel.png",
     ]
 
     # And the notebook was saved before the run, in Kale's dialect, with nothing left behind

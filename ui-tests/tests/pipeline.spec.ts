@@ -292,12 +292,23 @@ test('the pipeline view of a 9-step Kale notebook, the step editor, the Run dial
   await expect(logs).toHaveCount(1);
   await expect(logs.locator('.cp-LogHeader')).toContainText('the whole run');
   await expect(logs.locator('.cp-LogBody')).not.toBeEmpty();
-  await expect(logs.locator('.cp-LogBody')).not.toHaveText(/^\s*$/);
+  await expect(logs.locator('.cp-LogBody')).toContainText('Succeeded');
+  // each step's output in order, under its header
+  await expect(logs.locator('.cp-LogSection[data-step]')).toHaveCount(9);
+  expect(
+    await logs
+      .locator('.cp-LogSection[data-step]')
+      .evaluateAll(nodes => nodes.map(n => (n as HTMLElement).dataset.step))
+  ).toEqual(STEPS);
+  await expect(
+    logs.locator('.cp-LogSection[data-step="results"] .cp-LogText')
+  ).toContainText('Random Forest');
+  await shot(page, '08-run-log');
   await run
     .getByRole('button', { name: 'Show the log of step results' })
     .click();
   await expect(logs).toHaveCount(1);
   await expect(logs.locator('.cp-LogHeader')).toContainText('step results');
   await expect(logs.locator('.cp-LogText')).toContainText('Random Forest');
-  await shot(page, '08-one-log-panel');
+  await shot(page, '09-one-log-panel');
 });

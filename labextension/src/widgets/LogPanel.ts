@@ -21,6 +21,18 @@ interface ILogSection {
   text: string;
 }
 
+/** The lines that open a run's whole log (what ran where, how it ended), before its sections. */
+export function runSummary(text: string): string {
+  const lines: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith('==> ')) {
+      break;
+    }
+    lines.push(line);
+  }
+  return lines.join('\n').trim();
+}
+
 export class LogView extends Widget {
   constructor(
     private readonly _client: CellPipeClient,
@@ -96,7 +108,7 @@ export class LogView extends Widget {
       this._body.scrollHeight - 4;
     const parts =
       !logs.step && sections?.length
-        ? sections.map(section => this._section(section))
+        ? [this._pre(runSummary(logs.text)), ...this._sections(sections)]
         : [this._pre(logs.text || '(nothing printed yet)')];
     this._body.replaceChildren(...parts);
     if (atBottom) {
@@ -111,6 +123,13 @@ export class LogView extends Widget {
   dispose(): void {
     this._poll?.dispose();
     super.dispose();
+  }
+
+  /** Each step's part under its header; the run's own part only when it said something. */
+  private _sections(sections: ILogSection[]): HTMLElement[] {
+    return sections
+      .filter(section => section.step !== null || section.text)
+      .map(section => this._section(section));
   }
 
   private _section(section: ILogSection): HTMLElement {

@@ -416,7 +416,9 @@ export interface IService {
   engine: string;
   url: string | null;
   protocols: string[];
+  /** Pending while it starts, Ready, Stopped, Failed (then with its `error`). */
   status: string;
+  error?: string;
 }
 
 /** An error answer: `{"message", "reason"}` (plus the compile JSON for notebook errors). */

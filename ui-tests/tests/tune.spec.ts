@@ -55,7 +55,17 @@ test('tune epochs over a grid, follow the trials, write the best value into the 
   await dialog.getByLabel('Range of epochs (int)').fill(GRID.join(','));
   await dialog.locator('#cp-tune-parallel').fill('2');
   await shot(dialog.locator('.jp-Dialog-content'), '01-tune-dialog');
+  const unsaved = await page
+    .locator('.lm-TabBar-tab.jp-mod-dirty', { hasText: NOTEBOOK })
+    .count();
   await dialog.getByRole('button', { name: 'Start the tune' }).click();
+  if (unsaved) {
+    // the tune runs the notebook as saved: with unsaved changes it asks to save first
+    await page
+      .locator('.jp-Dialog')
+      .getByRole('button', { name: 'Save and tune' })
+      .click();
+  }
 
   // Then the tune's view opens and follows it until every trial has run
   const view = page.locator('.cp-TuneView .cp-Tune').last();

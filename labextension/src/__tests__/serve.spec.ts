@@ -212,6 +212,19 @@ describe('the service panel', () => {
     act(() => view.dispose());
   });
 
+  it('says why a service failed, and offers neither Predict nor Stop', async () => {
+    const view = await open(
+      service({ status: 'Failed', url: null, error: 'kserve is not installed' })
+    );
+    expect(view.node.querySelector('.cp-RunError')?.textContent).toBe(
+      'kserve is not installed'
+    );
+    expect(button(view, 'Send the prediction request').disabled).toBe(true);
+    expect(button(view, 'Stop service s1')).toBeNull();
+    expect(mocked).not.toHaveBeenCalled();
+    act(() => view.dispose());
+  });
+
   it('asks for the service while it starts, and offers Predict once it is up', async () => {
     mocked.mockResolvedValue(service({ status: 'Ready' }));
     const view = await open(service({ status: 'Pending' }));

@@ -252,6 +252,11 @@ export class ServiceView extends ReactWidget {
             <code className="cp-ServiceUrl">{service.url}</code>
           </div>
         )}
+        {service.error && (
+          <pre className="cp-RunError" role="alert">
+            {service.error}
+          </pre>
+        )}
         {this._error && (
           <div className="cp-Status cp-mod-error" role="alert">
             {this._error}

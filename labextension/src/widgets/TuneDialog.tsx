@@ -222,6 +222,30 @@ function TuneForm(props: {
 }
 
 /**
+ * The tune runs the notebook as saved: with unsaved edits, save it first (asked), so the
+ * trials run what the dialog was filled from. False: the person chose not to.
+ */
+async function savedForTheTune(session: NotebookSession): Promise<boolean> {
+  const context = session.panel.context;
+  if (!context.model.dirty) {
+    return true;
+  }
+  const answer = await showDialog({
+    title: 'Save the notebook first?',
+    body: 'The tune runs the notebook as saved, and it has unsaved changes.',
+    buttons: [
+      Dialog.cancelButton(),
+      Dialog.okButton({ label: 'Save and tune' })
+    ]
+  });
+  if (!answer.button.accept) {
+    return false;
+  }
+  await context.save();
+  return true;
+}
+
+/**
  * Compile the notebook in focus, ask for the search, start the tune (POST /tunes) and open
  * its view beside the notebook.
  */
@@ -259,11 +283,14 @@ export async function tuneNotebook(
     await showErrorMessage('Cannot tune the pipeline', problems.join('\n'));
     return;
   }
+  if (!(await savedForTheTune(session))) {
+    return;
+  }
   try {
+    // POST /tunes reads the saved notebook (each trial is a run of the file, as the CLI's)
     const tune = await context.client.startTune({
       ...request,
-      path: session.source.path,
-      content: session.source.content()
+      path: session.source.path
     });
     Notification.info(`Tune ${tune.tune_id} started (${tune.engine})`, {
       autoClose: 4000

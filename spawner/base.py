@@ -5,12 +5,15 @@ choice turns into (a pod and a PVC; a container and a volume)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tornado import web
+from tornado.log import app_log as tornado_app_log
 from traitlets import Bool, Dict, Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
@@ -63,35 +66,80 @@ class SpawnFailed(web.HTTPError):
 
 
 _UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
+# how many spawn messages a filter remembers, to know them again in lines that carry only text
+_REMEMBERED = 64
 
 
 class PlainSpawnMessages(logging.Filter):
-    """Drops the traceback JupyterHub logs beside a SpawnRefused or SpawnFailed: its form
-    handler and its apply_user_options step log every exception with one. Ours are messages
-    for people, complete in one line; the line keeps the message. On asyncio's logger it
-    drops "Task exception was never retrieved" for them: JupyterHub's spawn page leaves its
-    spawn task unread when the spawn outlasts its first second, after User.spawn has logged
-    the failure and the page has shown it."""
+    """Keeps the hub's lines about a SpawnRefused or SpawnFailed plain and at the right level.
+
+    JupyterHub logs one spawn's exception several times (the form handler, the
+    apply_user_options step, User.spawn, the spawn and pending pages), some lines with a
+    traceback, all at ERROR. Ours are messages for people, complete in one line: a line with a
+    traceback keeps its text and the message, without the traceback. A refused choice is the
+    user's error, not the hub's: its lines become WARNING; a failed spawn stays ERROR. Lines
+    without the exception attached (logged inside an except block, or with the exception in
+    their text) are known by the exception's text. On asyncio's logger it drops "Task exception
+    was never retrieved" for them: JupyterHub's spawn page leaves its spawn task unread when the
+    spawn outlasts its first second, after User.spawn has logged the failure and the page has
+    shown it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # the text of each spawn exception seen lately, and whether it was a refusal
+        self._seen: collections.deque[tuple[str, bool]] = collections.deque(maxlen=_REMEMBERED)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, (SpawnRefused, SpawnFailed)):
+        attached = record.exc_info[1] if record.exc_info else None
+        if isinstance(attached, (SpawnRefused, SpawnFailed)):
             if str(record.msg).startswith(_UNRETRIEVED):
                 return False
-            record.msg = f"{record.getMessage()}: {exc.jupyterhub_message}"
+            self._remember(attached)
+            record.msg = f"{record.getMessage()}: {attached.jupyterhub_message}"
             record.args = None
             record.exc_info = None
             record.exc_text = None
+            refused = isinstance(attached, SpawnRefused)
+        else:
+            refused = self._names_a_refusal(record)
+        if refused and record.levelno > logging.WARNING:
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
         return True
+
+    def _remember(self, exc: SpawnRefused | SpawnFailed) -> None:
+        said = (str(exc), isinstance(exc, SpawnRefused))
+        if said not in self._seen:
+            self._seen.append(said)
+
+    def _names_a_refusal(self, record: logging.LogRecord) -> bool:
+        """Whether a line without our exception attached says a refusal in its text (its
+        arguments, the exception being handled, or one seen before)."""
+        handled = sys.exc_info()[1]
+        args = record.args if isinstance(record.args, tuple) else ()
+        for candidate in (*args, handled):
+            if isinstance(candidate, (SpawnRefused, SpawnFailed)):
+                self._remember(candidate)
+        if not self._seen or record.levelno <= logging.WARNING:
+            return False
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):  # a malformed line is logging's to report
+            return False
+        return any(refused and said in text for said, refused in self._seen)
+
+
+_PLAIN_SPAWN_MESSAGES = PlainSpawnMessages()
 
 
 def keep_spawn_messages_plain(log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    """PlainSpawnMessages on the hub's logger (the spawners' and the handlers' own) and on
-    asyncio's, once each."""
+    """PlainSpawnMessages on the hub's logger (the spawners' and the handlers' own), on
+    tornado's application logger (JupyterHub's User logs through it, renamed to the hub's
+    name) and on asyncio's, once each."""
     hub = log.logger if isinstance(log, logging.LoggerAdapter) else log
-    for logger in (hub, logging.getLogger("asyncio")):
+    for logger in (hub, tornado_app_log, logging.getLogger("asyncio")):
         if not any(isinstance(f, PlainSpawnMessages) for f in logger.filters):
-            logger.addFilter(PlainSpawnMessages())
+            logger.addFilter(_PLAIN_SPAWN_MESSAGES)  # one memory of what was said, for all
 
 
 async def check_user_options(spawner: GPUFormMixin, _user_options: Any) -> None:

@@ -3,7 +3,8 @@
 Runs browser_driver.cjs under node with the repository's `playwright-core` (node_modules, from
 package-lock.json: `make install`) and Debian's /usr/bin/chromium (Playwright cannot download
 a browser here). Each call sends one command and waits for its answer; a page name is a browser
-context of its own, so two users never share cookies.
+context of its own, so two users never share cookies. Screenshots are kept as test artifacts
+under test-artifacts/hub/ (as the JupyterLab browser tests keep theirs under test-artifacts/ui/).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import queue
 import shutil
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -23,6 +25,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("browser_driver.cjs")
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts" / "hub"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def fresh_artifacts() -> Path:
+    """test-artifacts/hub/, emptied: what a run leaves there is that run's alone."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG file, read from its header (IHDR, the first chunk)."""
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
 
 
 def playwright_core() -> Path:
@@ -90,6 +109,16 @@ class Browser:
         if answer.get("error"):
             raise BrowserError(f"{op} {args}: {answer['error']}")
         return answer.get("result")
+
+    def screenshot(self, page: str, name: str) -> Path:
+        """`page` as its user sees it, kept as test-artifacts/hub/NAME.png, checked to be a
+        PNG with an image in it."""
+        path = ARTIFACTS / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.call("screenshot", page, path=str(path))
+        width, height = png_size(path)
+        assert width > 0 and height > 0, f"{path} is an empty image"
+        return path
 
     def close(self) -> None:
         if self.process.poll() is None:

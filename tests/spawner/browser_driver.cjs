@@ -92,6 +92,11 @@ async function main() {
       );
       return p.innerText('body');
     },
+    // the page as its user sees it (the whole page, not only the window), as a PNG file
+    screenshot: async (p, c) => {
+      await p.screenshot({ path: c.path, fullPage: true });
+      return c.path;
+    },
     open: async p => p.url()
   };
 

@@ -8,12 +8,15 @@ and a count that is not free, with the message on the re-rendered form, then get
 server and volume; dave asks for a GPU that podman's Docker API cannot give and reads the
 spawner's explanation, not "Internal Server Error"; carol uses the REST API: checked the same
 way, limits across her named servers, and progress events while her server starts. The hub's
-log holds no traceback and no "Received unhandled user_options".
+log holds no traceback and no "Received unhandled user_options"; a refused choice is a warning
+there, a failed spawn an error. Each telling moment's screenshot is kept under
+test-artifacts/hub/ (with the hub's log), each checked to be a PNG with an image in it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ import requests
 from cellpipe.spawner.names import safe_name
 from cellpipe.spawner.objects import GPUS_LABEL, HOME_LABEL, USER_LABEL
 from tests.containers import BaseImage, ContainerEngine, Registry
-from tests.spawner.browser import Browser
+from tests.spawner.browser import ARTIFACTS, Browser, fresh_artifacts
 from tests.spawner.conftest import A100, T4
 from tests.spawner.hub import Hub, start_hub
 from tests.spawner.notebook_image import NotebookImage, build_notebook_image
@@ -58,11 +61,16 @@ def hub(
     notebook_image: NotebookImage,
 ) -> Iterator[Hub]:
     with start_hub(tmp_path_factory.mktemp("hub"), container_engine, notebook_image) as hub:
-        yield hub
+        try:
+            yield hub
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(hub.process.log_path, ARTIFACTS / "hub.log")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    fresh_artifacts()
     browser = Browser(tmp_path_factory.mktemp("browser") / "driver.log")
     try:
         yield browser
@@ -83,6 +91,18 @@ def contents(browser: Browser, hub: Hub, page: str, owner: str) -> dict[str, Any
     assert opened["status"] == 200, (opened, browser.call("text", page), server_logs(hub, owner))
     listing: dict[str, Any] = json.loads(browser.call("text", page, selector="pre"))
     return listing
+
+
+def hub_log_lines(hub: Hub, text: str) -> list[str]:
+    """The lines of the hub's log that say `text`."""
+    log = hub.process.log_path.read_text(errors="replace")
+    return [line for line in log.splitlines() if text in line]
+
+
+def level(line: str) -> str:
+    """The level letter of a hub log line ("[W 2026-... JupyterHub ...] ...": W)."""
+    assert line.startswith("[") and line[2] == " ", line
+    return line[1]
 
 
 def server_logs(hub: Hub, user: str) -> str:
@@ -132,10 +152,12 @@ def test_alice_fills_the_form_and_reaches_her_own_server(
         {"value": T4, "text": "T4 16 GB: 1 of 1 free", "checked": False, "disabled": False},
     ]
     assert browser.call("value", "alice", selector=GPUS) == "0"
+    browser.screenshot("alice", "01-form-free-counts")
 
     # When she picks the T4 with the count at 0, then the count becomes 1, at most 1
     browser.call("check", "alice", selector=gpu_type(T4))
     assert browser.call("value", "alice", selector=GPUS) == "1"
+    browser.screenshot("alice", "02-type-picked-count-1")
     assert browser.call("attribute", "alice", selector=GPUS, name="max") == "1"
     assert browser.call("text", "alice", selector="#cellpipe-gpus-bound") == (
         "T4 16 GB: 1 to 1 (free now)."
@@ -163,6 +185,7 @@ def test_alice_fills_the_form_and_reaches_her_own_server(
     landed = browser.call("waitForUrl", "alice", pattern="/user/alice/files/", ms=150_000)
     assert landed == f"{hub.url}/user/alice/files/welcome.txt"
     assert browser.call("text", "alice").strip() == "welcome back, alice"
+    browser.screenshot("alice", "03-alice-on-her-own-server")
     assert hub.server("alice")["ready"] is True
     write_file(hub, "alice", "alice-was-here.txt")
     listing = contents(browser, hub, "alice", "alice")
@@ -195,6 +218,7 @@ def test_bob_without_javascript_is_refused_then_gets_his_own_server(
     # Then what is free of each GPU type is there to read
     page = browser.call("text", "bob")
     assert "A100 80 GB: 2 of 2 free" in page and "T4 16 GB: 1 of 1 free" in page
+    browser.screenshot("bob", "04-no-javascript-free-counts")
 
     # When he picks the T4 and leaves the count at 0 (no script makes it 1 here)
     browser.call("check", "bob", selector=gpu_type(T4))
@@ -209,6 +233,10 @@ def test_bob_without_javascript_is_refused_then_gets_his_own_server(
     )
     assert checked_type(browser, "bob") == [T4]
     assert browser.call("value", "bob", selector=GPUS) == "1"
+    browser.screenshot("bob", "05-no-javascript-type-with-0-refused")
+    # and the hub's log says it as a warning, in one line: the user's choice, not its error
+    (said,) = hub_log_lines(hub, "You chose T4 16 GB with 0 GPUs")
+    assert level(said) == "W", said
 
     # When he asks for 2 T4s (one exists)
     browser.call("fill", "bob", selector=GPUS, value="2")
@@ -234,6 +262,7 @@ def test_bob_without_javascript_is_refused_then_gets_his_own_server(
     write_file(hub, "bob", "bob-was-here.txt")
     opened = browser.call("goto", "bob", url=f"{hub.url}/user/bob/files/bob-was-here.txt")
     assert (opened["status"], browser.call("text", "bob").strip()) == (200, "hello")
+    browser.screenshot("bob", "06-bob-on-his-own-server")
     listing = contents(browser, hub, "bob", "bob")
     assert [item["name"] for item in listing["content"]] == ["bob-was-here.txt"]
     other = browser.call("goto", "bob", url=f"{hub.url}/user/alice/api/contents")
@@ -263,6 +292,7 @@ def test_dave_asks_for_a_gpu_the_engine_cannot_give_and_reads_why(
     shown = browser.call("waitForText", "dave", text=NOT_STARTED, ms=120_000)
     assert DROPPED in shown
     assert "Internal Server Error" not in shown
+    browser.screenshot("dave", "07-failed-spawn-explained")
 
     # And the page the hub shows for his server afterwards says it too, without scripts
     later = browser.call("goto", "dave", url=f"{hub.url}/hub/spawn-pending/dave")
@@ -270,6 +300,7 @@ def test_dave_asks_for_a_gpu_the_engine_cannot_give_and_reads_why(
     text = browser.call("text", "dave")
     assert "The latest attempt to start your server" in text and "has failed" in text
     assert NOT_STARTED in text and DROPPED in text
+    browser.screenshot("dave", "08-failed-spawn-page-afterwards")
     assert hub.containers("dave") == []
     assert hub.server("dave") is None
 
@@ -278,6 +309,7 @@ def test_dave_asks_for_a_gpu_the_engine_cannot_give_and_reads_why(
     said = [line for line in log.splitlines() if NOT_STARTED in line]
     assert any("Error starting dave's server" in line for line in said), log[-4000:]
     assert all(DROPPED in line for line in said), said  # whole, on one line
+    assert {level(line) for line in said} == {"E"}, said  # the hub's failure: an error
     assert "Traceback" not in log, log[-4000:]
 
 
@@ -373,3 +405,13 @@ def test_carol_uses_the_rest_api_checked_and_limited_across_her_servers(hub: Hub
     assert "Traceback" not in log, log[-4000:]
     assert "unhandled user_options" not in log.lower()
     assert "Exception applying user_options for carol:one: You asked for 3 GPUs" in log
+    # and each line of a refused choice is a warning: hers (the REST API's), and bob's (the form)
+    for refused in (
+        "You asked for 3 GPUs",
+        "is not one of the offered images",
+        "You asked for 1 CPU; your limit is 2 CPUs",
+        "You chose T4 16 GB with 0 GPUs",
+        "You asked for 2 × T4 16 GB",
+    ):
+        said = hub_log_lines(hub, refused)
+        assert said and {level(line) for line in said} == {"W"}, said

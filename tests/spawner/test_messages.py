@@ -75,3 +75,44 @@ def test_a_spawn_task_left_unread_is_not_logged_for_our_failures(
     assert ours == ""
     assert "Task exception was never retrieved" in caplog.text
     assert "RuntimeError: a bug" in caplog.text
+
+
+def log_a_spawn_exception_as_jupyterhub_does(log: logging.Logger, error: Exception) -> None:
+    """The ways JupyterHub 5-6 log one spawn's exception: with its traceback (form handler,
+    apply_user_options), in an except block with the exception in the text (User.spawn), with
+    it as an argument (the pending page), and with only its text (the spawn page's wrapper)."""
+    try:
+        raise error
+    except Exception as exc:
+        log.exception("Exception applying user_options for alice")
+        log.error(f"Error starting alice's server: {exc}")
+    log.error("Previous spawn for %s failed: %s", "alice", error)
+    log.error(f"Error starting server alice: {error}")
+
+
+def test_a_refused_choice_is_a_warning_and_a_failed_spawn_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given the hub's logger with the spawners' filter
+    log = logging.getLogger("cellpipe-test-hub-levels")
+    keep_spawn_messages_plain(log)
+    refusal = SpawnRefused("You chose T4 16 GB with 0 GPUs. Ask for at least 1 T4 16 GB.")
+
+    # When JupyterHub logs a refusal of the user's choice, then a failed spawn, its ways
+    with caplog.at_level(logging.INFO, logger="cellpipe-test-hub-levels"):
+        log_a_spawn_exception_as_jupyterhub_does(log, refusal)
+        refused = list(caplog.records)
+        caplog.clear()
+        log_a_spawn_exception_as_jupyterhub_does(log, SpawnFailed(EXPLANATION))
+        failed = list(caplog.records)
+        log.error("An unrelated error")
+
+    # Then each line of the refusal is a warning, each line of the failure an error, all of
+    # them one line with the message, and other errors stay errors
+    assert [r.levelname for r in refused] == ["WARNING"] * 4
+    assert [r.levelname for r in failed] == ["ERROR"] * 4
+    for record in refused + failed:
+        assert record.exc_info is None
+    assert all(refusal.jupyterhub_message in r.getMessage() for r in refused)
+    assert all(EXPLANATION in r.getMessage() for r in failed)
+    assert caplog.records[-1].levelname == "ERROR"

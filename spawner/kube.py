@@ -8,19 +8,27 @@ names come from KubeSpawner's safe slugs (slug_scheme "safe"). The form's free c
 from the cluster's nodes minus what running pods hold (cellpipe.launcher.gpus, shared with
 the engines and the server); where the hub may not list nodes, the configured types are shown
 with their counts unknown.
+
+A spawn the cluster refuses reaches the user as SpawnFailed, with the cluster's own words: a
+pod or PVC the API server will not create (a namespace quota, an admission webhook), and a
+pod no node can take (the scheduler's FailedScheduling reason), which fails the spawn once it
+has been unschedulable for `unschedulable_timeout`, before the hub's start_timeout would end
+it as a bare "Timeout".
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
-from traitlets import Bool, Dict, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
-from .base import GPUFormMixin
+from .base import GPUFormMixin, SpawnFailed
 from .choices import GpuOffer
 from .objects import pod_settings
 
@@ -39,6 +47,57 @@ CONFIGURED_TRAITS = (
 )
 LIST_OR_DICT_TRAITS = ("tolerations",)
 REQUEST_TIMEOUT = 20
+UNSCHEDULABLE_POLL = 0.25  # seconds between looks at a pending pod
+# an unschedulable pod fails the spawn this long before the hub's start_timeout would
+START_TIMEOUT_MARGIN = 3.0
+NOT_STARTED = "Your server was not started: "
+
+
+def unschedulable_reason(
+    pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Why no node can take the pod, in the scheduler's words (its latest FailedScheduling
+    event, else the PodScheduled condition's message); None while it is not known to be
+    unschedulable (not made yet, not tried yet, or placed on a node)."""
+    if not pod or (pod.get("spec") or {}).get("nodeName"):
+        return None
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    refused = [
+        c
+        for c in conditions
+        if c.get("type") == "PodScheduled"
+        and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+    ]
+    if not refused:
+        return None
+    said = [e.get("message") for e in events if e.get("reason") == "FailedScheduling"]
+    message = said[-1] if said and said[-1] else refused[-1].get("message")
+    return str(message or "no node fits it").rstrip(".")
+
+
+def cluster_refusal(exc: ApiException, namespace: str) -> SpawnFailed:
+    """An object the API server would not create, said for people (with what to do)."""
+    try:
+        status = json.loads(exc.body) if exc.body else {}
+    except ValueError:
+        status = {}
+    said = str(status.get("message") or exc.reason or "no reason given").rstrip(".")
+    if "exceeded quota" in said:
+        advice = (
+            "Ask for fewer GPUs or less CPU and memory, stop another server, or ask the "
+            f"cluster's administrators for a larger quota in namespace {namespace}."
+        )
+    else:
+        advice = "Tell the hub's administrators."
+    return SpawnFailed(f"{NOT_STARTED}the cluster refused it ({exc.status}): {said}. {advice}")
+
+
+def unschedulable(reason: str) -> SpawnFailed:
+    return SpawnFailed(
+        f"{NOT_STARTED}no node of the cluster can take it: {reason}. Ask for fewer GPUs or "
+        "another GPU type, or try again later."
+    )
 
 
 class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
@@ -71,6 +130,14 @@ class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
 
     home_mount_path = Unicode(
         "/home/jovyan", help="Where the user's PVC is mounted (their home)."
+    ).tag(config=True)
+
+    unschedulable_timeout = Float(
+        30.0,
+        help="""Seconds a pod that no node can take (the scheduler says why) may wait before
+        the spawn fails with the scheduler's reason. Raise it where a cluster autoscaler adds
+        nodes; it never waits past start_timeout (the hub would end the spawn as a bare
+        timeout).""",
     ).tag(config=True)
 
     _configured: dict[str, Any] | None = None
@@ -181,6 +248,63 @@ class KubeGPUSpawner(GPUFormMixin, KubeSpawner):  # type: ignore[misc]
                 configured[name] = value
             self._configured = configured
         return self._configured
+
+    async def _start(self) -> Any:
+        """KubeSpawner's start, ended with the cluster's reason for people when the API
+        server refuses the pod or PVC, or when no node can take the pod."""
+        began = asyncio.get_running_loop().time()
+        starting = asyncio.ensure_future(super()._start())
+        watching = asyncio.ensure_future(self._wait_while_schedulable(began))
+        try:
+            await asyncio.wait({starting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (starting, watching):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(starting, watching, return_exceptions=True)
+        if not starting.cancelled():
+            try:
+                return starting.result()
+            except ApiException as exc:
+                raise cluster_refusal(exc, self.namespace) from None
+        raise unschedulable(watching.result())
+
+    async def _wait_while_schedulable(self, began: float) -> str:
+        """Returns the scheduler's reason once the pod has been unschedulable for
+        unschedulable_timeout, or until just before the hub's start_timeout."""
+        loop = asyncio.get_running_loop()
+        give_up = max(self.start_timeout - START_TIMEOUT_MARGIN, 0)
+        since: float | None = None
+        while True:
+            await asyncio.sleep(UNSCHEDULABLE_POLL)
+            reflector = getattr(self, "pod_reflector", None)
+            pod = reflector.pods.get(f"{self.namespace}/{self.pod_name}") if reflector else None
+            reason = unschedulable_reason(pod, self.events)
+            if reason is None:
+                since = None
+                continue
+            now = loop.time()
+            since = now if since is None else since
+            if now - since >= self.unschedulable_timeout or now - began >= give_up:
+                return reason
+
+    async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
+        """KubeSpawner's pod creation, except that a pod the API server refuses (a quota, a
+        webhook) is raised for _start to say to the user, not logged whole with a traceback.
+        A pod there from before (409) is KubeSpawner's to replace."""
+        self.log.info("Creating pod %s/%s", self.namespace, pod.metadata.name)
+        try:
+            await asyncio.wait_for(
+                self.api.create_namespaced_pod(self.namespace, pod), request_timeout
+            )
+        except asyncio.TimeoutError:
+            return False  # KubeSpawner's backoff tries again
+        except ApiException as exc:
+            if exc.status == 409:
+                replaced: bool = await super()._make_create_pod_request(pod, request_timeout)
+                return replaced
+            raise
+        return True
 
     def start(self) -> Any:
         self.begin_progress()

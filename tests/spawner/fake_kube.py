@@ -5,7 +5,9 @@ HTTP on 127.0.0.1: list, get, create and delete pods and PVCs, list and watch po
 (resourceVersion, label selectors of the form k=v, field selectors k=v and k!=v), list nodes
 and pods of all namespaces. Pods and PVCs are checked against the Kubernetes schemas (strict,
 as kubernetes-validate knows them) and refused with 422 Invalid as a server would; objects get
-a uid, a resourceVersion and a creationTimestamp.
+a uid, a resourceVersion and a creationTimestamp. A namespace's ResourceQuotas (`add_quota`)
+refuse a pod as the API server's quota admission does (403 Forbidden, "exceeded quota: ..."),
+for the pod count and whole-number extended resources (GPUs) only.
 
 What a cluster would do after a pod is created is simulated, and only that much: a scheduler
 that honours the node selector, taints against tolerations and extended resources (GPUs)
@@ -36,8 +38,14 @@ import kubernetes_validate
 from tornado import httpserver, web
 from tornado.netutil import bind_sockets
 
-KINDS = {"pods": "Pod", "persistentvolumeclaims": "PersistentVolumeClaim", "events": "Event"}
-VALIDATED = ("pods", "persistentvolumeclaims")  # created by clients: checked as a server would
+KINDS = {
+    "pods": "Pod",
+    "persistentvolumeclaims": "PersistentVolumeClaim",
+    "events": "Event",
+    "resourcequotas": "ResourceQuota",
+}
+# created by clients: checked as a server would
+VALIDATED = ("pods", "persistentvolumeclaims", "resourcequotas")
 K8S_VERSION = "1.30.0"
 WATCH_VALUES = {"true", "True", "1"}
 
@@ -172,6 +180,10 @@ class FakeKube:
             invalid = schema_problems(obj)
             if invalid:
                 raise _status(422, "Invalid", f'{KINDS[kind]} "{name}" is invalid: {invalid}')
+        if kind == "pods":
+            exceeded = self.quota_exceeded(namespace, obj)
+            if exceeded:
+                raise _status(403, "Forbidden", f'pods "{name}" is forbidden: {exceeded}')
         with self._lock:
             if (kind, namespace, name) in self.objects:
                 raise _status(409, "AlreadyExists", f'{kind} "{name}" already exists')
@@ -218,6 +230,33 @@ class FakeKube:
                 for (k, ns, _), o in sorted(self.objects.items())
                 if k == kind and (namespace is None or ns == namespace)
             ]
+
+    def add_quota(self, namespace: str, name: str, hard: dict[str, str]) -> None:
+        """A ResourceQuota in the namespace, e.g. {"requests.nvidia.com/gpu": "1"}."""
+        quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name}}
+        self.create("resourcequotas", namespace, {**quota, "spec": {"hard": hard}})
+
+    def quota_exceeded(self, namespace: str, pod: Mapping[str, Any]) -> str | None:
+        """What the namespace's first exceeded ResourceQuota says against a new pod, in the
+        API server's words, or None (the pod count and whole-number extended resources)."""
+        asked = pod_needs(pod)
+        pods = self.items("pods", namespace)
+        for quota in self.items("resourcequotas", namespace):
+            for key, limit in sorted((_get(quota, "spec.hard") or {}).items()):
+                scope, _, resource = key.partition(".")
+                if key == "pods":
+                    requested, used = 1, len(pods)
+                elif scope in ("requests", "limits") and "/" in resource:
+                    requested = asked.get(resource, 0)
+                    used = sum(pod_needs(other).get(resource, 0) for other in pods)
+                else:
+                    continue
+                if requested and used + requested > _quantity(limit):
+                    return (
+                        f"exceeded quota: {quota['metadata']['name']}, requested: "
+                        f"{key}={requested}, used: {key}={used}, limited: {key}={limit}"
+                    )
+        return None
 
     def event(
         self, pod: Mapping[str, Any], reason: str, message: str, kind: str = "Normal"

@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 
 import kubernetes_validate
 import pytest
+from jupyterhub.utils import format_exception
 from kubernetes.client import ApiClient
 from kubespawner import KubeSpawner
 from traitlets.config import Config
 
 from cellpipe.spawner import KubeGPUSpawner
-from cellpipe.spawner.base import SpawnRefused
+from cellpipe.spawner.base import SpawnFailed, SpawnRefused
 from tests.spawner.conftest import (
     A100,
     GPU_TYPES,
@@ -414,3 +415,86 @@ def test_a_whole_spawn_against_the_api_server(cluster: Cluster) -> None:
         )
     # And stopping it deleted the pod, and kept the PVC (the user's files)
     assert f"jupyter-{user.name}" not in [p["metadata"]["name"] for p in seen["after"]]
+
+
+async def failed_spawn(spawner: Any) -> tuple[SpawnFailed, list[dict[str, Any]]]:
+    """Starts the server as the hub does (start, progress read), expecting it to fail; then
+    stops it, as the hub does after a failed start. The failure and the progress events."""
+    started = spawner.start()
+    events = [event async for event in spawner.progress()]
+    with pytest.raises(SpawnFailed) as failed:
+        await started
+    await spawner.stop(now=True)
+    return failed.value, events
+
+
+def test_a_pod_no_node_can_take_fails_with_the_schedulers_reason(
+    fake_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a hub that may not list the nodes (counts unknown, so the form lets it through),
+    # and an H100 type configured that no node of the cluster has
+    fake = fake_cluster.fake
+    assert fake is not None
+    fake.forbidden.add("nodes")
+    h100 = {"name": "NVIDIA-H100-80GB-HBM3", "display_name": "H100 80 GB"}
+
+    async def scenario() -> tuple[SpawnFailed, list[dict[str, Any]]]:
+        spawner = new_spawner(
+            fake_cluster,
+            HubUser("erin"),
+            gpu_types=[*GPU_TYPES, h100],
+            unschedulable_timeout=0.5,
+        )
+        spawner.user_options = {"gpu_type": h100["name"], "gpus": 1}
+        return await failed_spawn(spawner)
+
+    # When erin starts a server with one H100
+    with caplog.at_level("INFO"):
+        failure, events = run(scenario)
+
+    # Then the spawn fails with the scheduler's reason and what to do, which is what the hub
+    # shows her (its pages and progress read jupyterhub_message), not "Timeout"
+    reason = "0/4 nodes are available: 4 didn't match Pod's node affinity/selector"
+    message = (
+        f"Your server was not started: no node of the cluster can take it: {reason}. "
+        "Ask for fewer GPUs or another GPU type, or try again later."
+    )
+    assert failure.jupyterhub_message == message
+    assert format_exception(failure) == (message, None)
+    # and while she waited, the progress said it too
+    assert any(e.get("raw_event", {}).get("reason") == "FailedScheduling" for e in events)
+    # And nothing is left of the pod; the log says it without a traceback
+    assert fake_cluster.pods() == []
+    assert "Traceback" not in caplog.text
+
+
+def test_a_namespace_quota_refusing_the_pod_fails_with_its_words(
+    fake_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a namespace whose quota allows 1 GPU, and alice asking for 2 A100s (free)
+    fake = fake_cluster.fake
+    assert fake is not None
+    fake.add_quota(fake_cluster.namespace, "gpu-quota", {"requests.nvidia.com/gpu": "1"})
+
+    async def scenario() -> tuple[SpawnFailed, list[dict[str, Any]]]:
+        spawner = new_spawner(fake_cluster, HubUser("alice"))
+        spawner.user_options = {"gpu_type": A100, "gpus": 2}
+        return await failed_spawn(spawner)
+
+    # When she starts her server
+    with caplog.at_level("INFO"):
+        failure, _ = run(scenario)
+
+    # Then the API server's refusal reaches her in its own words, with what to do
+    quota = "requests.nvidia.com/gpu"
+    assert failure.jupyterhub_message == (
+        'Your server was not started: the cluster refused it (403): pods "jupyter-alice" is '
+        f"forbidden: exceeded quota: gpu-quota, requested: {quota}=2, used: {quota}=0, "
+        f"limited: {quota}=1. Ask for fewer GPUs or less CPU and memory, stop another server, "
+        f"or ask the cluster's administrators for a larger quota in namespace "
+        f"{fake_cluster.namespace}."
+    )
+    # And no pod was made; the log has neither the whole pod nor a traceback
+    assert fake_cluster.pods() == []
+    assert "Failed for" not in caplog.text
+    assert "Traceback" not in caplog.text

@@ -17,6 +17,7 @@ import shutil
 import struct
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,15 @@ ARTIFACTS = REPO / "test-artifacts" / "hub"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def fresh_artifacts() -> Path:
-    """test-artifacts/hub/, emptied: what a run leaves there is that run's alone."""
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    return ARTIFACTS
+def fresh_artifacts(folder: Path = ARTIFACTS) -> Path:
+    """An artifacts folder (test-artifacts/hub/ or one below it) without its files from
+    before, so that what a run leaves there is that run's alone; the folders below it are
+    other modules' and stay."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.is_file():
+            old.unlink()
+    return folder
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -60,7 +65,7 @@ class BrowserError(AssertionError):
 
 
 class Browser:
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, artifacts: Path = ARTIFACTS) -> None:
         node = shutil.which("node")
         if node is None:
             pytest.fail("the hub tests need node (Debian package nodejs)", pytrace=False)
@@ -68,6 +73,7 @@ class Browser:
             pytest.fail("the hub tests need Chromium: apt-get install chromium", pytrace=False)
         module = playwright_core()
         self.log_path = log
+        self.artifacts = artifacts
         self._log = log.open("wb")
         self.process = subprocess.Popen(
             [node, str(DRIVER)],
@@ -111,14 +117,30 @@ class Browser:
         return answer.get("result")
 
     def screenshot(self, page: str, name: str) -> Path:
-        """`page` as its user sees it, kept as test-artifacts/hub/NAME.png, checked to be a
-        PNG with an image in it."""
-        path = ARTIFACTS / f"{name}.png"
+        """`page` as its user sees it, kept as NAME.png in the artifacts folder, checked to
+        be a PNG with an image in it."""
+        path = self.artifacts / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.call("screenshot", page, path=str(path))
         width, height = png_size(path)
         assert width > 0 and height > 0, f"{path} is an empty image"
         return path
+
+    @classmethod
+    @contextlib.contextmanager
+    def opened(cls, folder: Path, artifacts: Path = ARTIFACTS) -> Iterator[Browser]:
+        """A browser whose driver logs into `folder` and whose screenshots go to `artifacts`
+        (emptied of an earlier run's files first); closed at the end."""
+        browser = cls(folder / "driver.log", fresh_artifacts(artifacts))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+    def keep_log(self, log: Path) -> None:
+        """A copy of a server's log beside the screenshots."""
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, self.artifacts / log.name)
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -9,6 +9,9 @@ no GPU is ever used (there is none here, and podman's Docker API drops GPU reque
 
 `start_hub` starts it, waits until the proxy answers, and on exit stops the hub (which stops
 the users' servers and the proxy), then removes whatever the spawner made on the engine.
+`start_kube_hub` starts the same hub with KubeGPUSpawner instead, against a Kubernetes API
+named by a kubeconfig (the tests' fake of fake_kube.py: nothing runs in its pods, so only
+spawns that fail can be followed to their end).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from tests.spawner.notebook_image import COMMAND, NotebookImage
 
 REPO = Path(__file__).resolve().parents[2]
 CHP = REPO / ".venv" / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
-USERS = ("alice", "bob", "carol", "dave")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
 GPU_DEVICES = [{"id": "0", "type": A100}, {"id": "1", "type": A100}, {"id": "2", "type": T4}]
 LIMITS = {"gpus": 2, "cpu": "2"}
 CPU_CHOICES = ["1", "2"]
@@ -75,7 +78,11 @@ c.JupyterHub.load_roles = [
 
 # the same gpu_types the engines and the server read
 c.CellPipe.gpu_types = settings["gpu_types"]
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 90
+"""
 
+DOCKER_CONFIG = """\
 c.JupyterHub.spawner_class = "cellpipe.spawner.DockerGPUSpawner"
 c.DockerGPUSpawner.client_kwargs = {{"base_url": settings["docker_host"]}}
 c.DockerGPUSpawner.network_name = "host"
@@ -87,10 +94,19 @@ c.DockerGPUSpawner.memory_choices = settings["memory_choices"]
 c.DockerGPUSpawner.gpu_devices = settings["gpu_devices"]
 c.DockerGPUSpawner.default_limits = settings["limits"]
 c.DockerGPUSpawner.pull_policy = "ifnotpresent"
-c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 90
 # the test image has no JupyterLab: land on a file of the user's home
 c.Spawner.default_url = "/files/welcome.txt"
+"""
+
+KUBE_CONFIG = """\
+c.JupyterHub.spawner_class = "cellpipe.spawner.KubeGPUSpawner"
+c.KubeGPUSpawner.namespace = settings["namespace"]
+c.KubeGPUSpawner.images = [{{"image": settings["image"], "display_name": "cellpipe notebook"}}]
+c.KubeGPUSpawner.cmd = ["jupyterhub-singleuser"]
+c.KubeGPUSpawner.cpu_choices = settings["cpu_choices"]
+c.KubeGPUSpawner.memory_choices = settings["memory_choices"]
+c.KubeGPUSpawner.default_limits = settings["limits"]
+c.KubeGPUSpawner.unschedulable_timeout = settings["unschedulable_timeout"]
 """
 
 
@@ -101,7 +117,7 @@ class Hub:
     password: str
     root: Path
     process: ServerProcess
-    engine: ContainerEngine
+    engine: ContainerEngine | None  # None: a hub of KubeGPUSpawner
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(
@@ -142,6 +158,7 @@ class Hub:
 
     def containers(self, user: str | None = None) -> list[dict[str, Any]]:
         """The spawner's containers on the engine (inspected), of one user or all."""
+        assert self.engine is not None, "a hub of KubeGPUSpawner has no containers"
         client = self.engine.client()
         label = USER_LABEL if user is None else f"{USER_LABEL}={user}"
         found = client.api.containers(all=True, filters={"label": label})
@@ -170,46 +187,88 @@ def _answers(url: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def start_hub(root: Path, engine: ContainerEngine, image: NotebookImage) -> Iterator[Hub]:
-    chp = require_chp()
-    root.mkdir(parents=True, exist_ok=True)
-    port, hub_port, api_port = free_port(), free_port(), free_port()
-    password, token = secrets.token_urlsafe(12), secrets.token_hex(24)
-    settings = {
-        "port": port,
-        "hub_port": hub_port,
-        "proxy_api_port": api_port,
+def _settings(root: Path, chp: Path, **spawner: Any) -> dict[str, Any]:
+    """What the configuration reads: the hub's ports, users and secrets, and the spawner's."""
+    return {
+        "port": free_port(),
+        "hub_port": free_port(),
+        "proxy_api_port": free_port(),
         "chp": str(chp),
         "root": str(root),
-        "password": password,
+        "password": secrets.token_urlsafe(12),
         "users": list(USERS),
-        "token": token,
+        "token": secrets.token_hex(24),
         "gpu_types": GPU_TYPES,
-        "docker_host": engine.docker_host,
-        "image": image.ref,
-        "command": COMMAND,
         "cpu_choices": CPU_CHOICES,
         "memory_choices": MEMORY_CHOICES,
-        "gpu_devices": GPU_DEVICES,
         "limits": LIMITS,
+        **spawner,
     }
+
+
+@contextlib.contextmanager
+def _running_hub(
+    root: Path, spawner_config: str, settings: dict[str, Any], env: dict[str, str], chp: Path
+) -> Iterator[Hub]:
     config = root / "jupyterhub_config.py"
-    config.write_text(CONFIG.format(settings=json.dumps(settings)))
-    env = engine.subprocess_env()
+    config.write_text((CONFIG + spawner_config).format(settings=json.dumps(settings)))
     env["PATH"] = os.pathsep.join([str(chp.parent), str(Path(sys.executable).parent), env["PATH"]])
     hub_command = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(config)]
     process = ServerProcess(hub_command, log_path=root / "hub.log", env=env)
     process.start()
-    url = f"http://127.0.0.1:{port}"
-    hub = Hub(url, token, password, root, process, engine)
+    url = f"http://127.0.0.1:{settings['port']}"
+    hub = Hub(url, settings["token"], settings["password"], root, process, None)
     try:
         process.wait_until(lambda: _answers(url), "jupyterhub", 90)
         yield hub
     finally:
         process.stop()
         _end_proxy(root / "proxy.pid")
+
+
+@contextlib.contextmanager
+def start_hub(root: Path, engine: ContainerEngine, image: NotebookImage) -> Iterator[Hub]:
+    chp = require_chp()
+    root.mkdir(parents=True, exist_ok=True)
+    settings = _settings(
+        root,
+        chp,
+        docker_host=engine.docker_host,
+        image=image.ref,
+        command=COMMAND,
+        gpu_devices=GPU_DEVICES,
+    )
+    try:
+        with _running_hub(root, DOCKER_CONFIG, settings, engine.subprocess_env(), chp) as hub:
+            hub.engine = engine
+            yield hub
+    finally:
         _remove_leftovers(engine)
+
+
+@contextlib.contextmanager
+def start_kube_hub(
+    root: Path,
+    kubeconfig: Path,
+    namespace: str,
+    image: str,
+    gpu_types: list[dict[str, str]],
+    unschedulable_timeout: float,
+) -> Iterator[Hub]:
+    """The hub with KubeGPUSpawner, against the Kubernetes API the kubeconfig names."""
+    chp = require_chp()
+    root.mkdir(parents=True, exist_ok=True)
+    settings = _settings(
+        root,
+        chp,
+        namespace=namespace,
+        image=image,
+        unschedulable_timeout=unschedulable_timeout,
+    )
+    settings["gpu_types"] = gpu_types
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    with _running_hub(root, KUBE_CONFIG, settings, env, chp) as hub:
+        yield hub
 
 
 def _end_proxy(pid_file: Path) -> None:

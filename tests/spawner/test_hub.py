@@ -16,7 +16,6 @@ test-artifacts/hub/ (with the hub's log), each checked to be a PNG with an image
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import requests
 from cellpipe.spawner.names import safe_name
 from cellpipe.spawner.objects import GPUS_LABEL, HOME_LABEL, USER_LABEL
 from tests.containers import BaseImage, ContainerEngine, Registry
-from tests.spawner.browser import ARTIFACTS, Browser, fresh_artifacts
+from tests.spawner.browser import Browser
 from tests.spawner.conftest import A100, T4
 from tests.spawner.hub import Hub, start_hub
 from tests.spawner.notebook_image import NotebookImage, build_notebook_image
@@ -61,21 +60,16 @@ def hub(
     notebook_image: NotebookImage,
 ) -> Iterator[Hub]:
     with start_hub(tmp_path_factory.mktemp("hub"), container_engine, notebook_image) as hub:
-        try:
-            yield hub
-        finally:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(hub.process.log_path, ARTIFACTS / "hub.log")
+        yield hub
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    fresh_artifacts()
-    browser = Browser(tmp_path_factory.mktemp("browser") / "driver.log")
-    try:
-        yield browser
-    finally:
-        browser.close()
+def browser(tmp_path_factory: pytest.TempPathFactory, hub: Hub) -> Iterator[Browser]:
+    with Browser.opened(tmp_path_factory.mktemp("browser")) as browser:
+        try:
+            yield browser
+        finally:
+            browser.keep_log(hub.process.log_path)  # the hub's log beside the screenshots
 
 
 def log_in(browser: Browser, hub: Hub, user: str, javascript: bool = True) -> None:

@@ -39,7 +39,7 @@ def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -
     )
     for warning in warnings:
         print(f"cellpipe: warning: showing the last known status of {warning}", file=err)
-    from .serve import print_services, services_json
+    from .serve import print_services_table, services_json
 
     data = {"runs": [r.to_json() for r in shown], "services": services_json()}
     from .tune import print_tunes, tunes_listed  # tunes: their trials are among the runs
@@ -56,33 +56,28 @@ def runs_command(args: argparse.Namespace, out: TextIO, err: TextIO, **_: Any) -
         _print_runs_table(shown, out)
     if tunes:
         print_tunes(tunes, out)
-    print_services(data["services"], out)
+    if data["services"]:
+        print_services_table(data["services"], out)
     return Outcome(EXIT_OK, data)
 
 
 def _print_runs_table(shown: list[Any], out: TextIO) -> None:
     """The runs in 80 columns (or the terminal's width): the pipeline and notebook column
     gives way, cut short with an ellipsis, so the id, engine, status and time stay whole."""
-    from rich.table import Table
+    from .terminal import print_fitted_table, safe_text, status_text
 
-    from .terminal import console_for, safe_text, status_text
-
-    console = console_for(out)
-    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
     widths = {"RUN": max(len(r.run_id) for r in shown), "ENGINE": 9, "STATUS": 9, "CREATED": 11}
-    for name, width in widths.items():
-        table.add_column(name, no_wrap=True, min_width=width)
-    rest = console.width - sum(widths.values()) - 2 * len(widths)  # two spaces between columns
-    table.add_column("PIPELINE (NOTEBOOK)", no_wrap=True, overflow="ellipsis", max_width=rest)
-    for record in shown:
-        table.add_row(
+    rows = [
+        [
             safe_text(record.run_id),
             safe_text(record.engine),
             status_text(record.status),
-            time.strftime("%m-%d %H:%M", time.localtime(record.created)),
+            safe_text(time.strftime("%m-%d %H:%M", time.localtime(record.created))),
             safe_text(_pipeline_and_notebook(record)),
-        )
-    console.print(table, soft_wrap=False)  # a table fits the width, cut where it must
+        ]
+        for record in shown
+    ]
+    print_fitted_table(out, widths, "PIPELINE (NOTEBOOK)", rows)
 
 
 def _pipeline_and_notebook(record: Any) -> str:

@@ -124,6 +124,30 @@ def print_services(services: list[dict[str, Any]], out: TextIO, indent: str = ""
         )
 
 
+def print_services_table(services: list[dict[str, Any]], out: TextIO) -> None:
+    """The services under the runs, in the same width: id, engine, status and URL whole."""
+    from .terminal import print_fitted_table, safe_text, status_text
+
+    print("", file=out)
+    widths = {
+        "SERVICE": max(len(s["service_id"]) for s in services),
+        "ENGINE": 6,
+        "STATUS": 7,
+        "URL": max(len(s["url"] or "-") for s in services),
+    }
+    rows = [
+        [
+            safe_text(s["service_id"]),
+            safe_text(s["engine"]),
+            status_text(s["status"]),
+            safe_text(s["url"] or "-"),
+            safe_text(f"{s['model']} ({s['run_id']})"),
+        ]
+        for s in services
+    ]
+    print_fitted_table(out, widths, "MODEL (RUN)", rows)
+
+
 def is_service_id(text: str) -> bool:
     return text.startswith("svc-")
 

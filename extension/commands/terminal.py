@@ -123,3 +123,21 @@ def safe_text(text: str, style: str = "") -> Text:
 def status_text(status: str) -> Text:
     """A status in its colour."""
     return safe_text(status, STATUS_STYLES.get(status, ""))
+
+
+def print_fitted_table(
+    out: TextIO, whole: dict[str, int], last: str, rows: list[list[Text]]
+) -> None:
+    """A table in the console's width (80 columns piped): the `whole` columns never cut
+    (each at least its width), the `last` one giving way, cut short with an ellipsis."""
+    from rich.table import Table
+
+    console = console_for(out)
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for name, width in whole.items():
+        table.add_column(name, no_wrap=True, min_width=width)
+    rest = console.width - sum(whole.values()) - 2 * len(whole)  # two spaces between columns
+    table.add_column(last, no_wrap=True, overflow="ellipsis", max_width=max(rest, 8))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table, soft_wrap=False)

@@ -333,12 +333,27 @@ def tunes_listed(notebook: str | None, status: str | None, engine: str | None) -
 
 
 def print_tunes(tunes: list[TuneRecord], out: TextIO) -> None:
+    """The tunes under the runs, in the same width: id, engine, status and trials whole."""
+    from .terminal import print_fitted_table, safe_text, status_text
+
     print("", file=out)
-    for tune in tunes:
-        best = tune.best
-        best_text = f"best {tune.metric} {best.value:g}" if best and best.value is not None else ""
-        print(
-            f"{tune.tune_id}  {tune.engine:<6} {tune.status:<9} {len(tune.trials)} trials  "
-            f"{best_text}  {terminal_safe(Path(tune.notebook).name)}",
-            file=out,
-        )
+    widths = {"TUNE": max(len(t.tune_id) for t in tunes), "ENGINE": 6, "STATUS": 9, "TRIALS": 6}
+    rows = [
+        [
+            safe_text(tune.tune_id),
+            safe_text(tune.engine),
+            status_text(tune.status),
+            safe_text(str(len(tune.trials))),
+            safe_text(_best_and_notebook(tune)),
+        ]
+        for tune in tunes
+    ]
+    print_fitted_table(out, widths, "BEST (NOTEBOOK)", rows)
+
+
+def _best_and_notebook(tune: TuneRecord) -> str:
+    best = tune.best
+    notebook = Path(tune.notebook).name
+    if best is None or best.value is None:
+        return f"- ({notebook})"
+    return f"{tune.metric} {best.value:g} ({notebook})"

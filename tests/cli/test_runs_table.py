@@ -76,3 +76,32 @@ def test_a_wider_terminal_shows_the_whole_pipeline(home: Path) -> None:
 def test_statuses_in_colour_when_forced(home: Path) -> None:
     text = listed(home, FORCE_COLOR="1")
     assert "\x1b[1;31mFailed" in text and "\x1b[33mCancelled" in text
+
+
+def test_tunes_and_services_fit_80_columns_too(home: Path) -> None:
+    from cellpipe.launcher.service_records import ServiceRecord, ServiceStore, new_service_id
+    from cellpipe.launcher.tune_records import TrialRecord, TuneRecord, TuneStore, new_tune_id
+
+    store = open_store(home)
+    run_id = store.list(None)[0].run_id
+    tune = TuneRecord(
+        new_tune_id(), str(home / f"{LONG}.ipynb"), "local", "accuracy", "maximize", "grid",
+        {"epochs": "1..3"}, status="Succeeded",
+        trials=[TrialRecord(1, {"epochs": 1}, "Succeeded", run_id, 0.875)],
+    )  # fmt: skip
+    TuneStore(store).save(tune)
+    TuneStore(store).save_trial(tune.tune_id, tune.trials[0])
+    service = ServiceRecord(
+        new_service_id(), run_id, f"model-{LONG}", "kserve", "m", "http://m.example.com",
+        status="Ready",
+    )  # fmt: skip
+    ServiceStore(store).save(service)
+
+    lines = listed(home).splitlines()
+    assert max(len(line) for line in lines) <= 80
+    tune_row = next(line for line in lines if line.startswith(tune.tune_id)).split()
+    assert tune_row[1:5] == ["local", "Succeeded", "1", "accuracy"]
+    assert tune_row[5] == "0.875" and tune_row[6].endswith("…")
+    service_row = next(line for line in lines if line.startswith(service.service_id)).split()
+    assert service_row[1:4] == ["kserve", "Ready", "http://m.example.com"]
+    assert service_row[4].startswith("model-a") and service_row[4].endswith("…")

@@ -10,12 +10,11 @@ import json
 import sqlite3
 import time
 import uuid
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import NotFound
-from .store import RunStore, UnavailableStore, store_error, table_statements
+from .store import RunStore, TablesBeside, store_error, table_statements
 
 _SERVICE_TABLE = table_statements("services")
 # A service's status: starting, answering, stopped (the server gone), or failed to start.
@@ -48,26 +47,11 @@ class ServiceRecord:
         return asdict(self)
 
 
-class ServiceStore:
+class ServiceStore(TablesBeside):
     """Services in the run store's SQLite file, beside the runs whose models they serve."""
 
     def __init__(self, runs: RunStore) -> None:
-        self.runs = runs
-        self.path = runs.path
-        self._table_made = False  # made on first use: a server starts with a damaged store
-
-    def _using(self) -> closing[sqlite3.Connection]:
-        if isinstance(self.runs, UnavailableStore):
-            raise self.runs.error
-        try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            if not self._table_made:
-                for statement in _SERVICE_TABLE:
-                    db.execute(statement)
-                self._table_made = True
-        except sqlite3.DatabaseError as exc:
-            raise store_error(self.path, exc) from None
-        return closing(db)
+        super().__init__(runs, _SERVICE_TABLE)
 
     def save(self, record: ServiceRecord) -> None:
         try:

@@ -117,6 +117,31 @@ def table_statements(*tables: str) -> list[str]:
     ]
 
 
+class TablesBeside:
+    """Tables kept beside the runs in the run store's file (tunes, services): made on first
+    use, not at start, so a server whose store is damaged still loads and says so."""
+
+    def __init__(self, runs: RunStore, statements: list[str]) -> None:
+        self.runs = runs
+        self.path = runs.path
+        self._statements = statements
+        self._tables_made = False
+
+    def _using(self) -> closing[sqlite3.Connection]:
+        if isinstance(self.runs, UnavailableStore):
+            raise self.runs.error
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA foreign_keys = ON")
+            if not self._tables_made:
+                for statement in self._statements:
+                    db.execute(statement)
+                self._tables_made = True
+        except sqlite3.DatabaseError as exc:
+            raise store_error(self.path, exc) from None
+        return closing(db)
+
+
 def cellpipe_home() -> Path:
     """Where runs and the step cache live: $CELLPIPE_HOME, else the XDG data folder."""
     explicit = os.environ.get("CELLPIPE_HOME")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import NotFound
-from .store import RunStore, UnavailableStore, process_owner, store_error, table_statements
+from .store import RunStore, TablesBeside, process_owner, store_error, table_statements
 from .vocabulary import RunStatus
 
 _TUNE_TABLES = table_statements("tunes", "tune_trials")
@@ -102,27 +101,11 @@ class TuneRecord:
         return cls(**{**known, "trials": trials})
 
 
-class TuneStore:
+class TuneStore(TablesBeside):
     """Tunes in the run store's SQLite file, beside the runs their trials are."""
 
     def __init__(self, runs: RunStore) -> None:
-        self.runs = runs
-        self.path = runs.path
-        self._tables_made = False  # made on first use: a server starts with a damaged store
-
-    def _using(self) -> closing[sqlite3.Connection]:
-        if isinstance(self.runs, UnavailableStore):
-            raise self.runs.error
-        try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA foreign_keys = ON")
-            if not self._tables_made:
-                for statement in _TUNE_TABLES:
-                    db.execute(statement)
-                self._tables_made = True
-        except sqlite3.DatabaseError as exc:
-            raise store_error(self.path, exc) from None
-        return closing(db)
+        super().__init__(runs, _TUNE_TABLES)
 
     def _write(self, statement: str, *args: Any) -> None:
         try:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .cluster_objects import ClusterObjects, CustomResource
 from .errors import UserError
 from .k8s import REQUEST_TIMEOUT, ClusterError, KubeSettings, connect, explain, kubeconfig_path
 from .katib_objects import (
@@ -33,11 +34,16 @@ from .vocabulary import FINISHED, KATIB_ENGINE, RunStatus
 Say = Callable[[str], None]
 
 
-def _apis(kube: KubeSettings) -> tuple[Any, Any, Any]:
+_EXPERIMENT = CustomResource(KATIB_GROUP, KATIB_VERSION, EXPERIMENTS, "Experiment", "Katib")
+
+
+def _apis(kube: KubeSettings) -> ClusterObjects:
     from kubernetes import client
 
     api = connect(kube).api_client
-    return client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
+    return ClusterObjects(
+        client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api), _EXPERIMENT
+    )
 
 
 def namespace_of(kube: KubeSettings) -> str:
@@ -83,10 +89,10 @@ def submit_katib(
     try:
         apis = _apis(kube)
         for obj in plan.dicts():
-            _create(apis, plan.namespace, obj)
+            apis.create(plan.namespace, obj)
             created.append(obj)
     except ClusterError as exc:
-        removed = _remove(apis, plan.namespace, created) if created else []
+        removed = apis.remove_created(plan.namespace, created) if created else []
         note = f" (removed what this tune had created: {', '.join(removed)})" if removed else ""
         tune.status, tune.error, tune.finished = RunStatus.FAILED.value, f"{exc}{note}", time.time()
         tunes.save(tune)
@@ -94,74 +100,6 @@ def submit_katib(
     tune.status = RunStatus.RUNNING.value
     tunes.save(tune)
     return tune
-
-
-def _create(apis: tuple[Any, Any, Any], namespace: str, obj: dict[str, Any]) -> None:
-    core, batch, custom = apis
-    kind, name = obj["kind"], obj["metadata"]["name"]
-    try:
-        if kind == "PersistentVolumeClaim":
-            core.create_namespaced_persistent_volume_claim(
-                namespace, obj, _request_timeout=REQUEST_TIMEOUT
-            )
-        elif kind == "Job":
-            batch.create_namespaced_job(namespace, obj, _request_timeout=REQUEST_TIMEOUT)
-        else:
-            custom.create_namespaced_custom_object(
-                KATIB_GROUP,
-                KATIB_VERSION,
-                namespace,
-                EXPERIMENTS,
-                obj,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-    except Exception as exc:
-        error = explain(exc, f"creating {kind} {name} in namespace {namespace}")
-        if error.status == 404 and kind == "Experiment":
-            error = ClusterError(
-                f"{error}. Is Katib installed (the experiments.kubeflow.org resource)?", 404
-            )
-        raise error from None
-
-
-def _delete(apis: tuple[Any, Any, Any], namespace: str, kind: str, name: str) -> bool:
-    """Delete one object; False when it was already gone."""
-    core, batch, custom = apis
-    try:
-        if kind == "PersistentVolumeClaim":
-            core.delete_namespaced_persistent_volume_claim(
-                name, namespace, _request_timeout=REQUEST_TIMEOUT
-            )
-        elif kind == "Job":
-            batch.delete_namespaced_job(
-                name, namespace, propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT
-            )
-        else:
-            custom.delete_namespaced_custom_object(
-                KATIB_GROUP,
-                KATIB_VERSION,
-                namespace,
-                EXPERIMENTS,
-                name,
-                propagation_policy="Background",
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-    except Exception as exc:
-        error = explain(exc, f"deleting {kind} {name}")
-        if error.status == 404:
-            return False
-        raise error from None
-    return True
-
-
-def _remove(apis: tuple[Any, Any, Any], namespace: str, created: list[dict[str, Any]]) -> list[str]:
-    removed = []
-    for obj in reversed(created):
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        with contextlib.suppress(ClusterError):
-            if _delete(apis, namespace, kind, name):
-                removed.append(f"{kind} {name}")
-    return removed
 
 
 # --- following ------------------------------------------------------------------------------
@@ -174,7 +112,7 @@ def refresh_katib(
     if tune.status in FINISHED and tune.finished:
         return tune
     namespace, name = tune.external["namespace"], tune.external["experiment"]
-    _, _, custom = _apis(_kube(tune, kube))
+    custom = _apis(_kube(tune, kube)).custom
     try:
         found = custom.get_namespaced_custom_object(
             KATIB_GROUP,
@@ -331,7 +269,7 @@ def cancel_katib(
     with contextlib.suppress(ClusterError):
         tune = refresh_katib(tune, tunes, kube)
     apis = _apis(_kube(tune, kube))
-    _delete(apis, tune.external["namespace"], "Experiment", tune.external["experiment"])
+    apis.delete(tune.external["namespace"], "Experiment", tune.external["experiment"])
     tune.status, tune.error, tune.finished = RunStatus.CANCELLED.value, "cancelled", time.time()
     tunes.save(tune)
     return tune
@@ -342,12 +280,7 @@ def delete_katib(tune: TuneRecord, kube: KubeSettings | None = None) -> list[str
     it created (never a claim it was given)."""
     external = tune.external
     apis = _apis(_kube(tune, kube))
-    namespace = external["namespace"]
-    removed = []
     doomed = [("Experiment", external.get("experiment")), ("Job", external.get("prepare_job"))]
     if external.get("pvc_created"):
         doomed.append(("PersistentVolumeClaim", external.get("pvc")))
-    for kind, name in doomed:
-        if name and _delete(apis, namespace, kind, name):
-            removed.append(f"{kind} {name}")
-    return removed
+    return apis.delete_each(external["namespace"], doomed)

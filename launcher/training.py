@@ -30,6 +30,7 @@ from .cluster import (
     record_submission,
     set_status,
 )
+from .cluster_objects import ClusterObjects, CustomResource
 from .gpus import GpuAsk
 from .k8s import (
     REQUEST_TIMEOUT,
@@ -52,10 +53,6 @@ from .vocabulary import FINISHED, UNFINISHED
 
 if TYPE_CHECKING:
     from .config import CellPipe
-
-
-def _kind_of(obj: dict[str, Any]) -> str:
-    return str(obj.get("kind"))
 
 
 class TrainingEngine:
@@ -207,8 +204,8 @@ class TrainingEngine:
         objects = [to_dict(o) for o in plan.objects]
         return Submission(self.name, to_yaml(plan.objects), objects, summary, external)
 
-    def _core(self, record: RunRecord | None = None) -> tuple[Any, Any, Any]:
-        """(CoreV1Api, BatchV1Api, CustomObjectsApi) for the run's cluster."""
+    def _core(self, record: RunRecord | None = None) -> ClusterObjects:
+        """The Kubernetes APIs of the run's cluster, with this engine's job kind."""
         from kubernetes import client
 
         settings = KubeSettings(
@@ -219,22 +216,30 @@ class TrainingEngine:
         )
         connection = connect(settings)
         api = connection.api_client
-        return client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
+        apis = client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
+        return ClusterObjects(*apis, self._resource())
+
+    def _resource(self) -> CustomResource:
+        operator = (
+            "Kubeflow Trainer" if self.name == "trainjob" else "the Kubeflow training operator"
+        )
+        k = self.kind
+        return CustomResource(k.group, k.version, k.plural, k.kind, operator)
 
     def submit(self, request: SubmitRequest, submission: Submission) -> RunRecord:
         record = record_submission(self.store, self.home, self.name, request, submission)
         try:
-            core, batch, custom = self._core(record)
+            objects = self._core(record)
         except ClusterError as exc:
             return fail_submission(self.store, record, str(exc))
         namespace = record.external["namespace"]
         created: list[dict[str, Any]] = []
         try:
             for obj in submission.objects:
-                self._create(core, batch, custom, namespace, obj)
+                objects.create(namespace, obj)
                 created.append(obj)
         except ClusterError as exc:
-            cleaned = self._clean_up(core, batch, custom, namespace, created)
+            cleaned = objects.remove_created(namespace, created)
             note = (
                 f" (removed what this submit had created: {', '.join(cleaned)})" if cleaned else ""
             )
@@ -243,93 +248,13 @@ class TrainingEngine:
         self.store.update_run(record)
         return record
 
-    def _create(
-        self, core: Any, batch: Any, custom: Any, namespace: str, obj: dict[str, Any]
-    ) -> None:
-        kind = _kind_of(obj)
-        name = obj["metadata"]["name"]
-        what = f"creating {kind} {name} in namespace {namespace}"
-        try:
-            if kind == "PersistentVolumeClaim":
-                core.create_namespaced_persistent_volume_claim(
-                    namespace, obj, _request_timeout=REQUEST_TIMEOUT
-                )
-            elif kind == "Job":
-                batch.create_namespaced_job(namespace, obj, _request_timeout=REQUEST_TIMEOUT)
-            else:
-                custom.create_namespaced_custom_object(
-                    self.kind.group,
-                    self.kind.version,
-                    namespace,
-                    self.kind.plural,
-                    obj,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-        except Exception as exc:
-            error = explain(exc, what)
-            if error.status == 404 and kind == self.kind.kind:
-                operator = (
-                    "Kubeflow Trainer"
-                    if self.name == "trainjob"
-                    else "the Kubeflow training operator"
-                )
-                error = ClusterError(
-                    f"{error}. Is {operator} "
-                    f"installed (the {self.kind.plural}.{self.kind.group} resource)?",
-                    404,
-                )
-            raise error from None
-
-    def _delete(
-        self, core: Any, batch: Any, custom: Any, namespace: str, kind: str, name: str
-    ) -> bool:
-        """Delete one object; False when it was already gone."""
-        try:
-            if kind == "PersistentVolumeClaim":
-                core.delete_namespaced_persistent_volume_claim(
-                    name, namespace, _request_timeout=REQUEST_TIMEOUT
-                )
-            elif kind == "Job":
-                batch.delete_namespaced_job(
-                    name,
-                    namespace,
-                    propagation_policy="Background",
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-            else:
-                custom.delete_namespaced_custom_object(
-                    self.kind.group,
-                    self.kind.version,
-                    namespace,
-                    self.kind.plural,
-                    name,
-                    propagation_policy="Background",
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-        except Exception as exc:
-            error = explain(exc, f"deleting {kind} {name}")
-            if error.status == 404:
-                return False
-            raise error from None
-        return True
-
-    def _clean_up(
-        self, core: Any, batch: Any, custom: Any, namespace: str, created: list[dict[str, Any]]
-    ) -> list[str]:
-        cleaned = []
-        for obj in reversed(created):
-            kind, name = _kind_of(obj), obj["metadata"]["name"]
-            with contextlib.suppress(ClusterError):
-                if self._delete(core, batch, custom, namespace, kind, name):
-                    cleaned.append(f"{kind} {name}")
-        return cleaned
-
     # -- follow ---------------------------------------------------------------------------
     def _read(
         self, record: RunRecord
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
         """(the training job, the prepare Job, the run's pods) as plain dicts."""
-        core, batch, custom = self._core(record)
+        apis = self._core(record)
+        core, batch, custom = apis.core, apis.batch, apis.custom
         external = record.external
         namespace = external["namespace"]
         job = prepare = None
@@ -449,12 +374,12 @@ class TrainingEngine:
     def cancel(self, record: RunRecord) -> RunRecord:
         """Delete the job and the prepare Job (their pods stop); the claim and what is on it
         stay until `cellpipe delete`."""
-        core, batch, custom = self._core(record)
+        objects = self._core(record)
         external = record.external
-        namespace = external["namespace"]
-        self._delete(core, batch, custom, namespace, self.kind.kind, external["name"])
-        if external.get("prepare_job"):
-            self._delete(core, batch, custom, namespace, "Job", external["prepare_job"])
+        objects.delete_each(
+            external["namespace"],
+            [(self.kind.kind, external["name"]), ("Job", external.get("prepare_job"))],
+        )
         for step in record.steps.values():
             if step.status in UNFINISHED:
                 step.status, step.error = "Cancelled", "cancelled"
@@ -464,23 +389,15 @@ class TrainingEngine:
 
     def delete(self, record: RunRecord) -> list[str]:
         """Delete everything the run created in the cluster; what was deleted."""
-        core, batch, custom = self._core(record)
         external = record.external
-        namespace = external["namespace"]
-        deleted = []
-        targets = [(self.kind.kind, external.get("name"))]
-        if external.get("prepare_job"):
-            targets.append(("Job", external["prepare_job"]))
+        targets = [(self.kind.kind, external.get("name")), ("Job", external.get("prepare_job"))]
         if external.get("pvc_created"):
             targets.append(("PersistentVolumeClaim", external.get("pvc")))
-        for kind, name in targets:
-            if name and self._delete(core, batch, custom, namespace, kind, name):
-                deleted.append(f"{kind} {name}")
-        return deleted
+        return self._core(record).delete_each(external["namespace"], targets)
 
     def logs(self, record: RunRecord, step: str | None, follow: bool) -> Iterator[str]:
         try:
-            core, _, _ = self._core(record)
+            core = self._core(record).core
             _, _, pods = self._read(record)
         except ClusterError as exc:
             yield f"cannot read the run's pods: {exc}\n"

@@ -132,13 +132,18 @@ def test_runs_status_cancel_and_delete_know_tunes(tmp_path: Path, peak: Path) ->
         cancelled = cellpipe("cancel", tune_id)
         assert cancelled.returncode == 0, cancelled.stderr
         assert "stops after its running trials" in cancelled.stdout
+        seen = json.loads(cellpipe("status", tune_id, "--format", "json").stdout)["trials"]
         out, err = tuning.communicate(timeout=120)
     finally:
         tuning.kill()
     # Then it stopped after its running trial, keeping what finished
     result = json.loads(out)
     assert result["status"] == "Cancelled", err
-    assert 1 <= len(result["trials"]) < 20
+    # the trials seen once cancelled are kept; one at a time, at most one more (starting as the
+    # cancel came) runs after them, and none of the 20 starts later
+    numbers = [t["trial"] for t in result["trials"]]
+    assert numbers[: len(seen)] == [t["trial"] for t in seen]
+    assert len(seen) <= len(numbers) <= len(seen) + 1 < 20
     status = json.loads(cellpipe("status", tune_id, "--format", "json").stdout)
     assert status["status"] == "Cancelled" and status["trials"] == result["trials"]
     assert "Cancelled" in cellpipe("status", tune_id).stdout

@@ -3,7 +3,7 @@
  * GPU step asks for and what is free, the builder for a cluster run, workers for a training job.
  * What each engine takes is the server's word (GET /config `vocabulary`), not this file's.
  */
-import { Dialog, ReactWidget } from '@jupyterlab/apputils';
+import { Dialog, ReactWidget, showErrorMessage } from '@jupyterlab/apputils';
 import { HTMLSelect } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
@@ -15,6 +15,7 @@ import {
   readParameters,
   tagChoice
 } from '../params';
+import { NotebookSession } from '../session';
 import {
   ICompileResult,
   IGpuInventory,
@@ -557,4 +558,24 @@ function RunForm(props: {
       </label>
     </form>
   );
+}
+
+/**
+ * Compile the notebook now, before a dialog that starts something (`doing`: "run", "tune"):
+ * its result, or null once the person has been told why it cannot start.
+ */
+export async function compiledFor(
+  session: NotebookSession,
+  doing: string
+): Promise<ICompileResult | null> {
+  await session.pipeline.compile();
+  const result = session.pipeline.result;
+  if (!result) {
+    await showErrorMessage(
+      `Cannot ${doing} the pipeline`,
+      session.pipeline.error ?? 'the notebook did not compile'
+    );
+    return null;
+  }
+  return result;
 }

@@ -39,7 +39,12 @@ import { pipelineIcon } from './icons';
 import { createLogPanel, LogView } from './LogPanel';
 import { createPipelinePanel } from './PipelineGraph';
 import { PipelineView } from './PipelineView';
-import { availableEngines, IRunDialogValue, RunDialogBody } from './RunDialog';
+import {
+  availableEngines,
+  compiledFor,
+  IRunDialogValue,
+  RunDialogBody
+} from './RunDialog';
 import { RunsView } from './RunsView';
 import { ServeButton, serveRun } from './ServeView';
 import { StepEditor } from './StepEditor';
@@ -358,13 +363,8 @@ export class CellPipeSidebar extends SidePanel {
     if (!session) {
       return;
     }
-    await session.pipeline.compile();
-    const result = session.pipeline.result;
+    const result = await compiledFor(session, 'run');
     if (!result) {
-      await showErrorMessage(
-        'Cannot run the pipeline',
-        session.pipeline.error ?? 'the notebook did not compile'
-      );
       return;
     }
     const body = new RunDialogBody({

@@ -28,6 +28,7 @@ import {
   spaceProblem,
   TUNE_ENGINES
 } from '../tune';
+import { compiledFor } from './RunDialog';
 import { openTunePanel } from './TuneView';
 
 export class TuneDialogBody
@@ -257,13 +258,8 @@ export async function tuneNotebook(
   if (!session) {
     return;
   }
-  await session.pipeline.compile();
-  const result = session.pipeline.result;
+  const result = await compiledFor(session, 'tune');
   if (!result) {
-    await showErrorMessage(
-      'Cannot tune the pipeline',
-      session.pipeline.error ?? 'the notebook did not compile'
-    );
     return;
   }
   const answer = await showDialog<ITuneForm>({

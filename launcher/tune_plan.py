@@ -55,6 +55,8 @@ class TunePlan:
     objective_step: Step
     tuned_steps: list[Step]  # depend on a tuned parameter: they run in every trial
     shared_steps: list[Step]  # depend on none: they run once
+    # depend on none, but here run in every trial: the notebook keeps them out of the step cache
+    uncached_steps: list[Step] = field(default_factory=list)
 
     @property
     def maximize(self) -> bool:
@@ -108,6 +110,12 @@ def plan_tune(prepared: Prepared, request: TuneRequest) -> TunePlan:
             "inputs): every trial would give the same value",
             reason="bad_objective",
         )
+    uncached: list[Step] = []
+    if request.engine == LOCAL_ENGINE:
+        # Here the trials share steps through the step cache: a step the notebook keeps out of
+        # it (cache:false, Kale's enable_caching: false) runs again in every trial.
+        uncached = [s for s in pipeline.steps if s not in tuned and not s.options.cache]
+        tuned = [s for s in pipeline.steps if s in tuned or s in uncached]
     trials = _trial_count(request, spaces)
     return TunePlan(
         prepared,
@@ -118,6 +126,7 @@ def plan_tune(prepared: Prepared, request: TuneRequest) -> TunePlan:
         objective_step,
         tuned,
         [s for s in pipeline.steps if s not in tuned],
+        uncached,
     )
 
 

@@ -96,6 +96,14 @@ def _say_plan(plan: TunePlan, err: TextIO) -> None:
         f"run once: {terminal_safe(shared)}; every trial: {terminal_safe(tuned)}",
         file=err,
     )
+    uncached = [s.name for s in plan.uncached_steps]
+    if uncached:
+        print(
+            "cellpipe: note: kept out of the step cache by the notebook (cache:false or Kale's "
+            "enable_caching: false), so run in every trial, as trials here share steps through "
+            f"the cache: {terminal_safe(', '.join(uncached))}",
+            file=err,
+        )
 
 
 def _summary(tune: TuneRecord, out: TextIO) -> None:

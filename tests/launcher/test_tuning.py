@@ -70,6 +70,25 @@ def test_shared_steps_run_once_from_the_run_records(tmp_path: Path, home: Path) 
     assert all("score" in t.steps_ran for t in record.trials)
 
 
+def test_a_step_kept_out_of_the_cache_runs_in_every_trial_and_the_plan_says_so(
+    tmp_path: Path, home: Path
+) -> None:
+    peak = json.loads(json.dumps(PEAK))
+    peak["cells"][2]["metadata"]["tags"].append("cache:false")  # step:data
+    path = write(tmp_path / "peak.ipynb", peak)
+    config = load_config()
+    request = TuneRequest(
+        objective="score", direction="maximize", search=["x=1..3"], algorithm="grid"
+    )
+    plan = plan_tune(prepare_file(path, config, local_only=True), request)
+    assert [s.name for s in plan.uncached_steps] == ["data"]
+    assert [s.name for s in plan.shared_steps] == []
+    assert [s.name for s in plan.tuned_steps] == ["data", "score"]
+    record = tune_here(plan, config, home=home)
+    assert [t.steps_ran for t in record.trials] == [["data", "score"]] * 3
+    assert record.settings["shared_steps"] == []
+
+
 def test_trials_equal_cellpipe_run_with_the_same_values(tmp_path: Path, home: Path) -> None:
     path = write(tmp_path / "peak.ipynb", PEAK)
     record = tune(path, home, search=["x=2,3", "name=b"], algorithm="grid")

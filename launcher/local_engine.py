@@ -396,6 +396,8 @@ def step_keys(
             "after": [keys[p] for p in step["after"]],
             "hands_on": step["hands_on"],
             "metrics": step["metrics"],
+            # a model tagged since: the cached entry does not hold it, so the step runs again
+            "models": step.get("models") or {},
             "image": bases[task],
             "files": _named_files(step["cells"], workdir),
             # A step that must not be cached gets a key of its own each run, so the steps

@@ -25,6 +25,7 @@ from cellpipe.launcher.errors import NotFound, UserError
 from cellpipe.launcher.service_records import READY, ServiceRecord
 from cellpipe.launcher.services import Services
 from cellpipe.launcher.serving import SERVE_PYTHON_ENV, ServeRequest, predict, run_models
+from cellpipe.launcher.store import find_run, open_store
 from tests.serve_env import serve_python
 
 pytestmark = pytest.mark.timeout(900)  # the first test makes the serve environment
@@ -191,6 +192,21 @@ def test_a_run_without_a_model_is_a_user_error(
     run_id = run_here(home, path)
     with pytest.raises(UserError, match=r"kept no model; tag the cell that fits it model:NAME"):
         services.serve_here(ServeRequest(run_id=run_id))
+
+
+def test_a_model_tagged_after_a_cached_run_is_kept_by_the_next_run(
+    home: Path, tmp_path: Path
+) -> None:
+    """The message above says: tag the cell and run again. The step's cached entry from the
+    untagged run holds no model, so the tag makes the step run again (its cache key)."""
+    cells = [(["imports"], IMPORTS), (["step:load"], LOAD), (["step:train"], TRAIN)]
+    path = notebook(tmp_path / "tagged_later.ipynb", cells)
+    store = open_store(home)
+    assert run_models(find_run(store, run_here(home, path))) == []
+    cells[-1] = (["step:train", "model:clf"], TRAIN)
+    tagged = find_run(store, run_here(home, notebook(path, cells)))
+    assert tagged.steps["train"].cached is False and tagged.steps["load"].cached is True
+    assert [m.name for m in run_models(tagged)] == ["clf"]
 
 
 def test_an_unknown_model_name_is_a_user_error(services: Services, iris_run: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,8 +114,10 @@ def plan_tune(prepared: Prepared, request: TuneRequest) -> TunePlan:
     uncached: list[Step] = []
     if request.engine == LOCAL_ENGINE:
         # Here the trials share steps through the step cache: a step the notebook keeps out of
-        # it (cache:false, Kale's enable_caching: false) runs again in every trial.
-        uncached = [s for s in pipeline.steps if s not in tuned and not s.options.cache]
+        # it (cache:false, Kale's enable_caching: false) runs again in every trial, and so do
+        # the steps after it (its key is new each run, and theirs follow from it).
+        rerun = _and_after(pipeline, lambda step: not step.options.cache)
+        uncached = [s for s in rerun if s not in tuned]
         tuned = [s for s in pipeline.steps if s in tuned or s in uncached]
     trials = _trial_count(request, spaces)
     return TunePlan(
@@ -163,18 +166,23 @@ def _trial_count(request: TuneRequest, spaces: list[Space]) -> int:
 def depending_steps(pipeline: Pipeline, tuned: set[str]) -> list[Step]:
     """The steps that read a parameter of `tuned`, or receive from or run after one that
     does (the step cache keys a step by both, so these are the steps a trial runs again)."""
-    depending: set[str] = set()
+    return _and_after(pipeline, lambda step: bool(tuned & set(step.parameters)))
+
+
+def _and_after(pipeline: Pipeline, seed: Callable[[Step], bool]) -> list[Step]:
+    """The steps `seed` picks, and those that receive from or run after one of them."""
+    picked: set[str] = set()
     changed = True
     while changed:
         changed = False
         for step in pipeline.steps:
-            if step.name in depending:
+            if step.name in picked:
                 continue
             before = set(step.after) | set(step.received_from.values())
-            if tuned & set(step.parameters) or before & depending:
-                depending.add(step.name)
+            if seed(step) or before & picked:
+                picked.add(step.name)
                 changed = True
-    return [s for s in pipeline.steps if s.name in depending]
+    return [s for s in pipeline.steps if s.name in picked]
 
 
 def reporting_step(pipeline: Pipeline, metric: str) -> Step:

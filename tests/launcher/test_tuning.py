@@ -73,20 +73,29 @@ def test_shared_steps_run_once_from_the_run_records(tmp_path: Path, home: Path) 
 def test_a_step_kept_out_of_the_cache_runs_in_every_trial_and_the_plan_says_so(
     tmp_path: Path, home: Path
 ) -> None:
-    peak = json.loads(json.dumps(PEAK))
-    peak["cells"][2]["metadata"]["tags"].append("cache:false")  # step:data
-    path = write(tmp_path / "peak.ipynb", peak)
+    # `data` is kept out of the cache; `prep` uses no tuned parameter but receives from it
+    uncached = notebook(
+        (["parameters"], "x = 1"),
+        (["step:other"], "other = 2"),
+        (["step:data", "cache:false"], "data = [1, 2, 3]"),
+        (["step:prep"], "total = sum(data)"),
+        (["step:score"], "score = -(x - 2) ** 2 + total + other"),
+        (["metrics"], "score"),
+    )
+    path = write(tmp_path / "uncached.ipynb", uncached)
     config = load_config()
     request = TuneRequest(
         objective="score", direction="maximize", search=["x=1..3"], algorithm="grid"
     )
     plan = plan_tune(prepare_file(path, config, local_only=True), request)
-    assert [s.name for s in plan.uncached_steps] == ["data"]
-    assert [s.name for s in plan.shared_steps] == []
-    assert [s.name for s in plan.tuned_steps] == ["data", "score"]
+    assert [s.name for s in plan.uncached_steps] == ["data", "prep"]
+    assert [s.name for s in plan.shared_steps] == ["other"]
+    assert [s.name for s in plan.tuned_steps] == ["data", "prep", "score"]
     record = tune_here(plan, config, home=home)
-    assert [t.steps_ran for t in record.trials] == [["data", "score"]] * 3
-    assert record.settings["shared_steps"] == []
+    assert record.best is not None and record.best.parameters == {"x": 2}
+    ran = [t.steps_ran for t in record.trials]
+    assert ran == [["other", "data", "prep", "score"]] + [["data", "prep", "score"]] * 2
+    assert record.settings["shared_steps"] == ["other"]
 
 
 def test_trials_equal_cellpipe_run_with_the_same_values(tmp_path: Path, home: Path) -> None:

@@ -199,11 +199,12 @@ def test_a_model_tagged_after_a_cached_run_is_kept_by_the_next_run(
 ) -> None:
     """The message above says: tag the cell and run again. The step's cached entry from the
     untagged run holds no model, so the tag makes the step run again (its cache key)."""
-    cells = [(["imports"], IMPORTS), (["step:load"], LOAD), (["step:train"], TRAIN)]
+    train = TRAIN + "\n# trained here only"  # a key of its own: no other test's cached train
+    cells = [(["imports"], IMPORTS), (["step:load"], LOAD), (["step:train"], train)]
     path = notebook(tmp_path / "tagged_later.ipynb", cells)
     store = open_store(home)
     assert run_models(find_run(store, run_here(home, path))) == []
-    cells[-1] = (["step:train", "model:clf"], TRAIN)
+    cells[-1] = (["step:train", "model:clf"], train)
     tagged = find_run(store, run_here(home, notebook(path, cells)))
     assert tagged.steps["train"].cached is False and tagged.steps["load"].cached is True
     assert [m.name for m in run_models(tagged)] == ["clf"]
